@@ -1,0 +1,56 @@
+// The XML-RPC method table. Each method is a few lines that delegate: the RPC layer
+// never touches files or processes itself.
+
+import type { MethodTable } from "./dispatcher.js";
+import type { XmlRpcStruct, XmlRpcValue } from "./codec.js";
+import { PROTOCOL_VERSION } from "../builder/states.js";
+
+/** What the methods need from the rest of the builder. */
+export interface MethodDeps {
+  readonly architecture: string;
+  /** Names of the build types this builder runs, in registry order. */
+  buildTypes(): readonly string[];
+  status(): XmlRpcStruct;
+  ensurePresent(
+    sha1: string,
+    url: string | null,
+    username: string | null,
+    password: string | null,
+  ): Promise<[boolean, string]>;
+  build(
+    buildId: string,
+    buildType: string,
+    chrootSha1: string,
+    filemap: XmlRpcStruct,
+    args: XmlRpcStruct,
+  ): [string, string];
+  abort(): string;
+  clean(): Promise<string>;
+}
+
+const str = (v: XmlRpcValue | undefined): string => v as string;
+const struct = (v: XmlRpcValue | undefined): XmlRpcStruct => v as XmlRpcStruct;
+const strOrNull = (v: XmlRpcValue | undefined): string | null => (v ?? null) as string | null;
+
+export function createMethods(deps: MethodDeps): MethodTable {
+  return {
+    echo: { params: "variadic", handler: (args) => [...args] },
+    info: {
+      params: [],
+      handler: (): XmlRpcValue => [PROTOCOL_VERSION, deps.architecture, [...deps.buildTypes()]],
+    },
+    status: { params: [], handler: () => deps.status() },
+    ensurepresent: {
+      params: ["string", "string?", "string?", "string?"],
+      handler: ([sha1, url, username, password]) =>
+        deps.ensurePresent(str(sha1), strOrNull(url), strOrNull(username), strOrNull(password)),
+    },
+    build: {
+      params: ["string", "string", "string", "struct", "struct"],
+      handler: ([buildId, buildType, chrootSha1, filemap, args]) =>
+        deps.build(str(buildId), str(buildType), str(chrootSha1), struct(filemap), struct(args)),
+    },
+    abort: { params: [], handler: () => deps.abort() },
+    clean: { params: [], handler: () => deps.clean() },
+  };
+}

@@ -1,0 +1,51 @@
+// The `buildd` command as an operator uses it: help, version, config errors, and a
+// served builder that stops cleanly on SIGTERM and SIGINT.
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import fs from "node:fs";
+import { promisify } from "node:util";
+import { describe, test } from "node:test";
+import { makeBuilderDirs, startBuilderProcess } from "../harness/builder.js";
+
+const run = promisify(execFile);
+const CLI = ["--import", "tsx", "src/cli.ts"];
+const pkg = JSON.parse(fs.readFileSync("package.json", "utf8")) as { version: string };
+
+describe("buildd command line", () => {
+  test("--version prints the package version", async () => {
+    const { stdout } = await run(process.execPath, [...CLI, "--version"]);
+    assert.equal(stdout.trim(), pkg.version);
+  });
+
+  test("--help names the serve command and its --config option", async () => {
+    const { stdout } = await run(process.execPath, [...CLI, "--help"]);
+    assert.match(stdout, /serve/);
+    const serve = await run(process.execPath, [...CLI, "serve", "--help"]);
+    assert.match(serve.stdout, /--config <file>/);
+  });
+
+  test("a bad config stops start-up with exit 2 and a message naming section and key", async () => {
+    const dirs = makeBuilderDirs({ builder: { bindport: "http" } });
+    await assert.rejects(
+      run(process.execPath, [...CLI, "serve", "--config", dirs.configFile]),
+      (err: { code?: number; stderr?: string }) => {
+        assert.equal(err.code, 2);
+        assert.match(
+          err.stderr ?? "",
+          /configuration error: .*buildd\.conf: \[builder\] bindport = "http" is not a whole number/,
+        );
+        return true;
+      },
+    );
+  });
+
+  for (const signal of ["SIGTERM", "SIGINT"] as const) {
+    test(`serve answers calls and stops cleanly on ${signal}`, async () => {
+      const proc = await startBuilderProcess(makeBuilderDirs());
+      assert.deepEqual(await proc.client.call("echo", "up"), ["up"]);
+      assert.equal(await proc.kill(signal), 0);
+      assert.match(proc.logText(), /"msg":"stopped"/);
+      await assert.rejects(fetch(`${proc.url}/rpc`, { method: "POST" }));
+    });
+  }
+});
