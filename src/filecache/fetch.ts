@@ -1,0 +1,339 @@
+// Download one file from the librarian into a temporary file, hashing it on the way.
+//
+// Why node:http/node:https and not undici: undici 7.30 (the last line that runs on Node 20)
+// has an assertion, `assert(!this.paused)` (nodejs/undici#5360), that fires outside any
+// promise chain while reading a fast HTTP/1.0 response whose body ends at connection
+// close; it takes the whole builder down with it and cannot be caught. The fix exists
+// only in undici 8, which needs Node 22. node:http handles such responses as a normal
+// end of body, reports every failure as an 'error' event we listen for, and streams with
+// backpressure just as well; hashing (not the client) is the bottleneck on this hardware.
+
+import { createHash } from "node:crypto";
+import { open, unlink } from "node:fs/promises";
+import type { FileHandle } from "node:fs/promises";
+import http from "node:http";
+import type { ClientRequest, IncomingMessage } from "node:http";
+import https from "node:https";
+import type { Socket } from "node:net";
+import { Transform } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { FetchError, localError, networkError, shortBody } from "./fetch-errors.js";
+import { authority, basicAuth, parseUrl } from "./fetch-url.js";
+
+export { FetchError } from "./fetch-errors.js";
+export type { FetchErrorCode } from "./fetch-errors.js";
+
+export interface FetchLimits {
+  /** DNS + TCP (+ TLS) connect, per request (every redirect hop connects anew). */
+  connectTimeoutMs: number;
+  /** No bytes received for this long, from connect to the end of the body. */
+  idleTimeoutMs: number;
+  /** The whole download, redirects included. */
+  totalTimeoutMs: number;
+  /** Largest body accepted; checked against Content-Length and while streaming. */
+  maxBytes: number;
+  maxRedirects: number;
+}
+
+export interface FetchRequest {
+  url: string;
+  username?: string | null;
+  password?: string | null;
+  /** Temporary file to create (exclusively); the caller renames it after verification. */
+  destPath: string;
+  limits: FetchLimits;
+  signal?: AbortSignal;
+  /**
+   * Called once, synchronously, with the final response's Content-Length (undefined when
+   * it has none) before any body byte is written, e.g. to reserve disk space. If it
+   * throws, the download fails with a FetchError (code LOCAL) whose cause is that error.
+   */
+  onResponse?: (contentLength: number | undefined) => void;
+}
+
+export interface FetchResult {
+  sha1: string;
+  bytes: number;
+}
+
+const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
+const WRITE_HIGH_WATER_MARK = 1024 * 1024;
+
+/** Download `req.url` to `req.destPath`; on failure nothing is left at `destPath`. */
+export function fetchToFile(req: FetchRequest): Promise<FetchResult> {
+  return new Download(req).run();
+}
+
+function contentLength(res: IncomingMessage): number | undefined {
+  const value = res.headers["content-length"];
+  return value !== undefined && /^\d+$/.test(value) ? Number(value) : undefined;
+}
+
+/** One HTTP request of the download (the first, or one redirect hop). */
+interface Attempt {
+  readonly req: ClientRequest;
+  readonly host: string;
+  socket?: Socket;
+  /** First 'error' on the request; after the response it may explain a body failure. */
+  error?: unknown;
+}
+
+class Download {
+  private readonly ctl = new AbortController();
+  private readonly limits: FetchLimits;
+  private totalTimer: NodeJS.Timeout | undefined;
+  private connectTimer: NodeJS.Timeout | undefined;
+  private idleTimer: NodeJS.Timeout | undefined;
+  private attempt: Attempt | undefined;
+  private file: FileHandle | undefined;
+  private created = false;
+
+  constructor(private readonly req: FetchRequest) {
+    this.limits = req.limits;
+  }
+
+  async run(): Promise<FetchResult> {
+    const external = this.req.signal;
+    const onExternalAbort = (): void => this.fail(new FetchError("ABORTED", "download aborted"));
+    try {
+      const first = parseUrl(this.req.url);
+      if (external?.aborted === true) throw new FetchError("ABORTED", "download aborted");
+      external?.addEventListener("abort", onExternalAbort, { once: true });
+      const total = this.limits.totalTimeoutMs;
+      this.totalTimer = setTimeout(
+        () =>
+          this.fail(
+            new FetchError("TIMEOUT", `download exceeded the total timeout of ${total} ms`),
+          ),
+        total,
+      );
+      // Created before the first request, not after the response: no await may sit between
+      // the response head and reading its body, or a body cut short meanwhile is discarded
+      // unread (and an existing destPath is reported before any network traffic).
+      try {
+        this.file = await open(this.req.destPath, "wx");
+      } catch (err) {
+        throw localError(err, this.req.destPath);
+      }
+      this.created = true;
+      return await this.follow(first);
+    } catch (err) {
+      const failure = this.classify(err);
+      await this.cleanup();
+      throw failure;
+    } finally {
+      external?.removeEventListener("abort", onExternalAbort);
+      clearTimeout(this.totalTimer);
+      clearTimeout(this.connectTimer);
+      clearTimeout(this.idleTimer);
+    }
+  }
+
+  private async follow(first: URL): Promise<FetchResult> {
+    const authorization = basicAuth(this.req.username, this.req.password);
+    let url = first;
+    for (let redirects = 0; ; redirects++) {
+      // Credentials go only to the host:port they were given for: a librarian may redirect
+      // to a CDN or another service, which must not learn the archive's token.
+      const sameAuthority = authority(url) === authority(first);
+      const res = await this.send(url, sameAuthority ? authorization : undefined);
+      const status = res.statusCode ?? 0;
+      if (REDIRECT_STATUSES.has(status)) {
+        this.discard(res);
+        if (redirects >= this.limits.maxRedirects) {
+          throw new FetchError("REDIRECT", `too many redirects (${this.limits.maxRedirects})`);
+        }
+        const location = res.headers.location;
+        if (location === undefined || location === "") {
+          throw new FetchError("REDIRECT", "redirect without Location");
+        }
+        url = parseUrl(location, url);
+        continue;
+      }
+      if (status < 200 || status > 299) {
+        this.discard(res);
+        const phrase = res.statusMessage || http.STATUS_CODES[status] || "";
+        throw new FetchError("HTTP_STATUS", `HTTP Error ${status}: ${phrase}`);
+      }
+      return await this.save(res);
+    }
+  }
+
+  /** Send a GET and resolve with the response head; the body is left unread. */
+  private send(url: URL, authorization: string | undefined): Promise<IncomingMessage> {
+    clearTimeout(this.idleTimer);
+    clearTimeout(this.connectTimer);
+    const headers: Record<string, string> = {
+      Host: url.host,
+      "User-Agent": "buildd",
+      // We hash what the librarian stores; a transfer-decoded body would hash differently.
+      "Accept-Encoding": "identity",
+    };
+    if (authorization !== undefined) headers["Authorization"] = authorization;
+    const client = url.protocol === "https:" ? https : http;
+    return new Promise<IncomingMessage>((resolve, reject) => {
+      const req = client.request({
+        protocol: url.protocol,
+        hostname: url.hostname.replace(/^\[(.*)\]$/, "$1"),
+        port: url.port === "" ? undefined : Number(url.port),
+        path: `${url.pathname}${url.search}`,
+        method: "GET",
+        headers,
+        // A private connection per request: a stalled librarian cannot hold sockets in a
+        // pool shared with other downloads, and nothing lingers once we are done.
+        agent: false,
+        signal: this.ctl.signal,
+      });
+      const attempt: Attempt = { req, host: url.hostname };
+      this.attempt = attempt;
+      const connectMs = this.limits.connectTimeoutMs;
+      this.connectTimer = setTimeout(
+        () => this.fail(new FetchError("TIMEOUT", `connect timeout after ${connectMs} ms`)),
+        connectMs,
+      );
+      req.on("socket", (socket: Socket) => {
+        attempt.socket = socket;
+        socket.once(url.protocol === "https:" ? "secureConnect" : "connect", () => {
+          clearTimeout(this.connectTimer);
+          this.touch();
+        });
+      });
+      // Always listening: an unheard 'error' event would crash the process.
+      req.on("error", (err) => {
+        attempt.error ??= err;
+        reject(err);
+      });
+      req.on("response", (res) => {
+        res.on("error", () => {
+          // Reported through pipeline() or the request's own 'error'; never unheard.
+        });
+        this.touch();
+        resolve(res);
+      });
+      req.end();
+    });
+  }
+
+  /** Stream the body to the file while hashing; overlap hashing and disk writes. */
+  private async save(res: IncomingMessage): Promise<FetchResult> {
+    const attempt = this.attempt!;
+    const { maxBytes } = this.limits;
+    const declared = contentLength(res);
+    const tooLarge = (): FetchError =>
+      new FetchError("TOO_LARGE", `response larger than the maximum size of ${maxBytes} bytes`);
+    if (declared !== undefined && declared > maxBytes) throw tooLarge();
+    if (this.req.onResponse !== undefined) {
+      try {
+        this.req.onResponse(declared);
+      } catch (err) {
+        const reason = err instanceof Error ? err.message : String(err);
+        throw new FetchError("LOCAL", reason, { cause: err });
+      }
+    }
+
+    const path = this.req.destPath;
+    const file = this.file!;
+    const hash = createHash("sha1");
+    let bytes = 0;
+    const meter = new Transform({
+      highWaterMark: WRITE_HIGH_WATER_MARK,
+      transform: (chunk: Buffer, _encoding, done) => {
+        bytes += chunk.length;
+        this.touch();
+        if (bytes > maxBytes) return done(tooLarge());
+        hash.update(chunk);
+        done(null, chunk);
+      },
+      flush: (done) => {
+        // The body is complete: the last writes and the fsync are ours, not the server's
+        // silence (the total timeout still bounds them).
+        clearTimeout(this.idleTimer);
+        done();
+      },
+    });
+    // The stream owns the handle from here: it fsyncs ("flush") and closes it after the
+    // last write, and pipeline() resolves only once that is done.
+    const out = file.createWriteStream({ flush: true, highWaterMark: WRITE_HIGH_WATER_MARK });
+    let writeError: unknown;
+    out.once("error", (err) => (writeError = err));
+
+    try {
+      await pipeline(res, meter, out, { signal: this.ctl.signal });
+    } catch (err) {
+      if (this.ctl.signal.aborted || err instanceof FetchError) throw err;
+      if (writeError !== undefined) throw localError(writeError, path);
+      // The connection ended (FIN or RST) before the declared length arrived.
+      if (declared !== undefined && bytes < declared) throw shortBody(bytes, declared);
+      if (attempt.error !== undefined) throw networkError(attempt.error, attempt.host);
+      throw new FetchError("BAD_RESPONSE", `connection closed after ${bytes} bytes of the body`, {
+        cause: err,
+      });
+    }
+
+    // Bytes after the declared length arrive as a parse error on the request ("data after
+    // Connection: close" / "expected HTTP/"), usually in the same read as the body's end;
+    // wait until Node has closed the socket so a slightly later packet is seen too.
+    await this.socketClosed(attempt);
+    if (attempt.error !== undefined) {
+      if (declared !== undefined) {
+        throw new FetchError("BAD_RESPONSE", "body longer than its Content-Length", {
+          cause: attempt.error,
+        });
+      }
+      throw networkError(attempt.error, attempt.host);
+    }
+    if (declared !== undefined && bytes !== declared) throw shortBody(bytes, declared);
+
+    this.file = undefined; // closed by the stream
+    return { sha1: hash.digest("hex"), bytes };
+  }
+
+  private socketClosed(attempt: Attempt): Promise<void> {
+    const socket = attempt.socket;
+    if (socket === undefined || socket.destroyed) return Promise.resolve();
+    // With agent: false Node ends and destroys the socket right after the body; an abort
+    // (timeout, caller) destroys it too, so 'close' always comes.
+    return new Promise((resolve) => socket.once("close", () => resolve()));
+  }
+
+  private discard(res: IncomingMessage): void {
+    res.destroy();
+    this.attempt?.req.destroy();
+  }
+
+  /**
+   * Bytes arrived (or a connection was just made): restart the idle clock. While the disk
+   * applies backpressure we read nothing either, so a disk stalled for the whole idle
+   * timeout also counts as idle; with timeouts in seconds that is a broken disk anyway.
+   */
+  private touch(): void {
+    clearTimeout(this.idleTimer);
+    const idleMs = this.limits.idleTimeoutMs;
+    this.idleTimer = setTimeout(
+      () => this.fail(new FetchError("TIMEOUT", `no data for ${idleMs} ms`)),
+      idleMs,
+    );
+  }
+
+  /** Stop everything in flight; the first cause wins and is what run() rejects with. */
+  private fail(reason: FetchError): void {
+    if (!this.ctl.signal.aborted) this.ctl.abort(reason);
+  }
+
+  private classify(err: unknown): FetchError {
+    const reason: unknown = this.ctl.signal.reason;
+    if (this.ctl.signal.aborted && reason instanceof FetchError) return reason;
+    if (err instanceof FetchError) return err;
+    return networkError(err, this.attempt?.host ?? "");
+  }
+
+  private async cleanup(): Promise<void> {
+    this.fail(new FetchError("ABORTED", "download failed")); // destroys request + streams
+    this.attempt?.req.destroy();
+    const file = this.file;
+    this.file = undefined;
+    // If the write stream still holds the handle, close() waits until it lets go.
+    if (file !== undefined) await file.close().catch(() => undefined);
+    if (this.created) await unlink(this.req.destPath).catch(() => undefined);
+  }
+}

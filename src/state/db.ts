@@ -1,0 +1,66 @@
+// The builder's one SQLite file (WAL): the cache's bookkeeping and the build journal.
+// Schema changes are numbered migrations, applied in order inside a transaction and
+// recorded in `user_version`, so an old state directory upgrades in place.
+
+import path from "node:path";
+import Database from "better-sqlite3";
+
+export type Db = Database.Database;
+
+const MIGRATIONS: readonly string[] = [
+  // 1: the file cache
+  `CREATE TABLE cache_entries (
+     sha1 TEXT PRIMARY KEY,
+     size INTEGER NOT NULL,
+     added_at INTEGER NOT NULL,
+     last_used INTEGER NOT NULL
+   );
+   CREATE INDEX cache_entries_lru ON cache_entries (last_used);
+   CREATE TABLE cache_holds (
+     sha1 TEXT NOT NULL,
+     holder TEXT NOT NULL,
+     PRIMARY KEY (sha1, holder)
+   );`,
+  // 2: the build journal (owned by src/builder/journal.ts)
+  `CREATE TABLE builds (
+     seq INTEGER PRIMARY KEY AUTOINCREMENT,
+     build_id TEXT NOT NULL,
+     build_type TEXT NOT NULL,
+     backend TEXT NOT NULL,
+     chroot_sha1 TEXT NOT NULL,
+     filemap TEXT NOT NULL,
+     args TEXT NOT NULL,
+     started_at INTEGER NOT NULL,
+     ended_at INTEGER,
+     build_status TEXT,
+     dependencies TEXT NOT NULL DEFAULT '',
+     results TEXT NOT NULL DEFAULT '{}',
+     created TEXT NOT NULL DEFAULT '[]',
+     extra_status TEXT NOT NULL DEFAULT '{}',
+     pid_namespace TEXT,
+     cleaned_at INTEGER
+   );
+   CREATE TABLE builder_state (
+     id INTEGER PRIMARY KEY CHECK (id = 1),
+     state TEXT NOT NULL,
+     current_seq INTEGER REFERENCES builds (seq)
+   );
+   INSERT INTO builder_state (id, state) VALUES (1, 'BuilderStatus.IDLE');`,
+];
+
+export function openDatabase(statedir: string): Db {
+  const db = new Database(path.join(statedir, "buildd.sqlite"));
+  db.pragma("journal_mode = WAL");
+  // FULL: a state change the manager was told about must survive a power cut too.
+  db.pragma("synchronous = FULL");
+  db.pragma("foreign_keys = ON");
+  db.pragma("busy_timeout = 5000");
+  const current = db.pragma("user_version", { simple: true }) as number;
+  for (let v = current; v < MIGRATIONS.length; v++) {
+    db.transaction(() => {
+      db.exec(MIGRATIONS[v]!);
+      db.pragma(`user_version = ${v + 1}`);
+    })();
+  }
+  return db;
+}
