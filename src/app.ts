@@ -1,0 +1,95 @@
+// The composition root: config in, a listening builder out. The CLI and the test harness
+// both start the builder through here, so tests exercise exactly what `buildd serve` runs.
+
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import type { Config } from "./config.js";
+import type { Logger } from "./logger.js";
+import { createDispatcher } from "./rpc/dispatcher.js";
+import { createMethods } from "./rpc/methods.js";
+import { createServer } from "./server.js";
+import { Builder } from "./builder/builder.js";
+import { Journal } from "./builder/journal.js";
+import { defaultRegistry } from "./buildtypes/registry.js";
+import { HostBackend } from "./backends/host.js";
+import { VERSION } from "./version.js";
+import { openDatabase } from "./state/db.js";
+import { FileCache } from "./filecache/store.js";
+import { EnsurePresent } from "./filecache/ensurepresent.js";
+import { filecacheRoutes } from "./filecache/http.js";
+
+export interface RunningBuilder {
+  /** Base URL, e.g. http://127.0.0.1:8221 */
+  readonly url: string;
+  readonly port: number;
+  /** Stop accepting, let in-flight calls finish, release everything. */
+  close(): Promise<void>;
+}
+
+export async function startBuilder(config: Config, log: Logger): Promise<RunningBuilder> {
+  const db = openDatabase(config.builder.statedir);
+  const cache = new FileCache(config.builder.filecache, db, config.cache, log);
+  await cache.reconcile();
+  const ensurePresent = new EnsurePresent(cache, config.download, log);
+  const registry = defaultRegistry();
+  const builder = new Builder({
+    statedir: config.builder.statedir,
+    arch: config.builder.architecturetag,
+    version: VERSION,
+    journal: new Journal(db),
+    cache,
+    registry,
+    backends: (_kind, workspace) => new HostBackend(workspace),
+    logger: log,
+    limits: config.build,
+  });
+  await builder.recover();
+
+  const methods = createMethods({
+    architecture: config.builder.architecturetag,
+    buildTypes: () => registry.names(),
+    status: () => builder.status(),
+    ensurePresent: (sha1, url, username, password) =>
+      ensurePresent.ensure(sha1, url, username, password),
+    build: (...a) => builder.build(...a),
+    abort: () => builder.abort(),
+    clean: () => builder.clean(),
+  });
+  const app = createServer({
+    dispatcher: createDispatcher(methods, log, config.rpc.maxDepth),
+    log,
+    maxBody: config.rpc.maxBody,
+    filecache: filecacheRoutes({ cache, buildLogPath: () => builder.buildLogPath() }),
+  });
+
+  const server = http.createServer(app);
+  server.keepAliveTimeout = 65_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(config.builder.bindport, config.builder.bindhost, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  const { port } = server.address() as AddressInfo;
+  const host = config.builder.bindhost.includes(":")
+    ? `[${config.builder.bindhost}]`
+    : config.builder.bindhost;
+  const url = `http://${host}:${port}`;
+  log.info({ url, config: config.file, version: VERSION }, "builder listening");
+
+  let closing: Promise<void> | null = null;
+  return {
+    url,
+    port,
+    close() {
+      closing ??= new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeIdleConnections();
+      }).then(() => {
+        db.close();
+      });
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,45 @@
+// Where a build's steps run, and how all of it is removed again. A build type says what
+// to run; a backend says where: on this machine in a working directory (host), or inside
+// an unpacked chroot (chroot). Every command goes through the one process runner.
+
+import type { BuildLog } from "../builder/buildlog.js";
+import type { RunningProcess } from "../process/runner.js";
+
+export interface RunOptions {
+  /** Environment of the command (added to the backend's minimal base environment). */
+  readonly env?: Readonly<Record<string, string>>;
+  /** Working directory, relative to the backend's workspace root. */
+  readonly cwd?: string;
+  /** Deny network access to this command (chroot backend: a fresh network namespace). */
+  readonly noNetwork?: boolean;
+}
+
+/**
+ * How a backend's own commands (unpack, mount, unmount) reach the build: their output
+ * goes to the build log, and `track` hands each process to the build so that abort()
+ * can kill it like any step.
+ */
+export interface StepIO {
+  readonly log: BuildLog;
+  track(proc: RunningProcess): RunningProcess;
+}
+
+export interface Backend {
+  readonly name: string;
+  /** Host path of the directory the build's files live in. */
+  readonly workspace: string;
+  /** Unpack the build's image (the tarball named by chroot_sha1). */
+  create(tarball: string, io: StepIO): Promise<void>;
+  /** Make the environment ready to run commands (mounts, for a chroot). */
+  start(io: StepIO): Promise<void>;
+  /** Start one command inside; the caller awaits `done` and may `terminate` it. */
+  run(argv: readonly string[], log: BuildLog, opts?: RunOptions): RunningProcess;
+  /** Copy a host file into the workspace (path relative to the workspace root). */
+  copyIn(hostPath: string, relPath: string): Promise<void>;
+  /** Host path of a file inside the workspace, checked not to leave it. */
+  resolve(relPath: string): string;
+  /** Undo start(). Safe to call more than once and after a crash. */
+  stop(io: StepIO | null): Promise<void>;
+  /** Remove everything the backend created. Safe to call more than once and after a crash. */
+  remove(io: StepIO | null): Promise<void>;
+}

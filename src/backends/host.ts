@@ -1,0 +1,65 @@
+// The host backend: a build runs on this machine, in a fresh working directory under the
+// state directory, each command in its own PID namespace (see src/process/runner.ts).
+// The tarball named by chroot_sha1 is unpacked into the directory as the initial
+// workspace; for host builds that tarball is the source tree.
+
+import fs from "node:fs";
+import path from "node:path";
+import type { BuildLog } from "../builder/buildlog.js";
+import { invalidArgument } from "../errors.js";
+import { DEFAULT_PATH, startProcess, type RunningProcess } from "../process/runner.js";
+import type { Backend, RunOptions, StepIO } from "./backend.js";
+import { runToCompletion, removeTree } from "./util.js";
+
+export class HostBackend implements Backend {
+  readonly name = "host";
+
+  constructor(readonly workspace: string) {}
+
+  async create(tarball: string, io: StepIO): Promise<void> {
+    fs.mkdirSync(this.workspace, { recursive: true, mode: 0o755 });
+    // GNU tar detects the compression itself, refuses members with "..", and strips a
+    // leading "/", so nothing is written outside the workspace.
+    await runToCompletion(
+      io.track(startProcess({ argv: ["tar", "-xf", tarball, "-C", this.workspace], log: io.log })),
+      "unpacking the workspace tarball",
+    );
+  }
+
+  async start(): Promise<void> {}
+
+  run(argv: readonly string[], log: BuildLog, opts: RunOptions = {}): RunningProcess {
+    return startProcess({
+      argv,
+      log,
+      cwd: this.resolve(opts.cwd ?? "."),
+      env: {
+        PATH: DEFAULT_PATH,
+        HOME: this.workspace,
+        LANG: "C.UTF-8",
+        TMPDIR: "/tmp",
+        ...opts.env,
+      },
+    });
+  }
+
+  async copyIn(hostPath: string, relPath: string): Promise<void> {
+    const dest = this.resolve(relPath);
+    fs.mkdirSync(path.dirname(dest), { recursive: true });
+    fs.copyFileSync(hostPath, dest);
+  }
+
+  resolve(relPath: string): string {
+    const full = path.resolve(this.workspace, relPath);
+    if (full !== this.workspace && !full.startsWith(this.workspace + path.sep)) {
+      throw invalidArgument(`path ${JSON.stringify(relPath)} leaves the build's workspace`);
+    }
+    return full;
+  }
+
+  async stop(): Promise<void> {}
+
+  async remove(): Promise<void> {
+    await removeTree(this.workspace);
+  }
+}

@@ -1,0 +1,181 @@
+// The build journal: the builder's state and every build, in SQLite, so that a restart
+// (even SIGKILL) loses nothing the manager was told. Only the Builder writes here.
+//
+// Arguments are stored with secrets removed; results are the filemap of the finished
+// build; `created` lists the result SHA-1s the build added to the cache (clean() removes
+// exactly those, never an input that happens to have the same content).
+
+import type { Db } from "../state/db.js";
+import type { XmlRpcStruct } from "../rpc/codec.js";
+import { BuilderStatus, type BuildResult, type BuilderState } from "./states.js";
+
+export interface BuildRecord {
+  readonly seq: number;
+  readonly buildId: string;
+  readonly buildType: string;
+  readonly backend: string;
+  readonly chrootSha1: string;
+  readonly filemap: Record<string, string>;
+  readonly args: XmlRpcStruct;
+  readonly startedAt: number;
+  readonly endedAt: number | null;
+  readonly buildStatus: BuildResult | null;
+  readonly dependencies: string;
+  readonly results: Record<string, string>;
+  readonly created: string[];
+  readonly extraStatus: XmlRpcStruct;
+  readonly pidNamespace: string | null;
+  readonly cleanedAt: number | null;
+}
+
+interface BuildRow {
+  seq: number;
+  build_id: string;
+  build_type: string;
+  backend: string;
+  chroot_sha1: string;
+  filemap: string;
+  args: string;
+  started_at: number;
+  ended_at: number | null;
+  build_status: string | null;
+  dependencies: string;
+  results: string;
+  created: string;
+  extra_status: string;
+  pid_namespace: string | null;
+  cleaned_at: number | null;
+}
+
+function fromRow(r: BuildRow): BuildRecord {
+  return {
+    seq: r.seq,
+    buildId: r.build_id,
+    buildType: r.build_type,
+    backend: r.backend,
+    chrootSha1: r.chroot_sha1,
+    filemap: JSON.parse(r.filemap) as Record<string, string>,
+    args: JSON.parse(r.args) as XmlRpcStruct,
+    startedAt: r.started_at,
+    endedAt: r.ended_at,
+    buildStatus: r.build_status as BuildResult | null,
+    dependencies: r.dependencies,
+    results: JSON.parse(r.results) as Record<string, string>,
+    created: JSON.parse(r.created) as string[],
+    extraStatus: JSON.parse(r.extra_status) as XmlRpcStruct,
+    pidNamespace: r.pid_namespace,
+    cleanedAt: r.cleaned_at,
+  };
+}
+
+export class Journal {
+  constructor(
+    private readonly db: Db,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  state(): { state: BuilderState; current: BuildRecord | null } {
+    const row = this.db
+      .prepare("SELECT state, current_seq FROM builder_state WHERE id = 1")
+      .get() as { state: BuilderState; current_seq: number | null };
+    return {
+      state: row.state,
+      current: row.current_seq === null ? null : this.get(row.current_seq),
+    };
+  }
+
+  get(seq: number): BuildRecord | null {
+    const row = this.db.prepare("SELECT * FROM builds WHERE seq = ?").get(seq) as
+      BuildRow | undefined;
+    return row ? fromRow(row) : null;
+  }
+
+  /** IDLE → BUILDING: record the build and make it current, in one transaction. */
+  begin(b: {
+    buildId: string;
+    buildType: string;
+    backend: string;
+    chrootSha1: string;
+    filemap: Record<string, string>;
+    args: XmlRpcStruct;
+  }): number {
+    return this.db.transaction(() => {
+      const info = this.db
+        .prepare(
+          `INSERT INTO builds (build_id, build_type, backend, chroot_sha1, filemap, args, started_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?)`,
+        )
+        .run(
+          b.buildId,
+          b.buildType,
+          b.backend,
+          b.chrootSha1,
+          JSON.stringify(b.filemap),
+          JSON.stringify(b.args),
+          this.now(),
+        );
+      const seq = Number(info.lastInsertRowid);
+      this.setState(BuilderStatus.BUILDING, seq);
+      return seq;
+    })();
+  }
+
+  setState(state: BuilderState, currentSeq: number | null): void {
+    this.db
+      .prepare("UPDATE builder_state SET state = ?, current_seq = ? WHERE id = 1")
+      .run(state, currentSeq);
+  }
+
+  setExtraStatus(seq: number, extra: XmlRpcStruct): void {
+    this.db
+      .prepare("UPDATE builds SET extra_status = ? WHERE seq = ?")
+      .run(JSON.stringify(extra), seq);
+  }
+
+  setPidNamespace(seq: number, ns: string | null): void {
+    this.db.prepare("UPDATE builds SET pid_namespace = ? WHERE seq = ?").run(ns, seq);
+  }
+
+  /** BUILDING/ABORTING → WAITING with the result, in one transaction. */
+  finish(
+    seq: number,
+    r: {
+      status: BuildResult;
+      dependencies: string;
+      results: Record<string, string>;
+      created: string[];
+    },
+  ): void {
+    this.db.transaction(() => {
+      this.db
+        .prepare(
+          `UPDATE builds SET ended_at = ?, build_status = ?, dependencies = ?, results = ?, created = ?,
+             pid_namespace = NULL WHERE seq = ?`,
+        )
+        .run(
+          this.now(),
+          r.status,
+          r.dependencies,
+          JSON.stringify(r.results),
+          JSON.stringify(r.created),
+          seq,
+        );
+      this.setState(BuilderStatus.WAITING, seq);
+    })();
+  }
+
+  /** WAITING → IDLE; the build stays as history. */
+  cleaned(seq: number): void {
+    this.db.transaction(() => {
+      this.db.prepare("UPDATE builds SET cleaned_at = ? WHERE seq = ?").run(this.now(), seq);
+      this.setState(BuilderStatus.IDLE, null);
+    })();
+  }
+
+  history(limit = 50): BuildRecord[] {
+    const rows = this.db
+      .prepare("SELECT * FROM builds ORDER BY seq DESC LIMIT ?")
+      .all(limit) as BuildRow[];
+    return rows.map(fromRow);
+  }
+}

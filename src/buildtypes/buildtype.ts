@@ -1,0 +1,66 @@
+// A build type turns a build's arguments into steps and the steps' exit codes into a
+// result. It never talks XML-RPC and never touches the cache: it gets a context with
+// the backend to run in, the build log and the input files, and returns an outcome.
+
+import type { Backend, RunOptions } from "../backends/backend.js";
+import type { BuildLog } from "../builder/buildlog.js";
+import type { BuildResult } from "../builder/states.js";
+import type { XmlRpcStruct, XmlRpcValue } from "../rpc/codec.js";
+
+export interface StepResult {
+  readonly exitCode: number | null;
+  readonly signal: NodeJS.Signals | null;
+  /** The step was stopped by the builder (abort, timeout, log size); not a real exit. */
+  readonly stopped: boolean;
+}
+
+export interface BuildContext {
+  readonly buildId: string;
+  readonly arch: string;
+  readonly log: BuildLog;
+  readonly backend: Backend;
+  /** Input files from the filemap: name → host path in the cache. */
+  readonly files: Readonly<Record<string, string>>;
+  /** Host path of the tarball named by chroot_sha1. */
+  readonly chrootTarball: string;
+  /** Environment every step gets on top of the backend's base (capabilities, …). */
+  readonly env: Readonly<Record<string, string>>;
+  /** Run one step: logged, killable by abort, its name reported in status(). */
+  runStep(name: string, argv: readonly string[], opts?: RunOptions): Promise<StepResult>;
+  /** Keys added to status() while the build runs and once it waits. */
+  setExtraStatus(key: string, value: XmlRpcValue): void;
+  /** True once abort() was called or a limit stopped the build. */
+  readonly stopping: boolean;
+}
+
+export interface ResultFile {
+  /** Name in the filemap (a safe relative path). */
+  readonly name: string;
+  /** Host path to copy into the cache. */
+  readonly path: string;
+}
+
+export interface BuildOutcome {
+  readonly status: BuildResult;
+  readonly dependencies?: string;
+  readonly results: readonly ResultFile[];
+}
+
+export interface BuildType<Args = unknown> {
+  readonly name: string;
+  /** Which backend runs it, given its (validated) arguments. */
+  backendFor(args: Args): "host" | "chroot";
+  /**
+   * Validate and narrow the arguments before anything changes; throw an
+   * invalidArgument error saying what is wrong.
+   */
+  parseArgs(args: XmlRpcStruct, filemap: Readonly<Record<string, string>>): Args;
+  /** Time limit for the whole build, if the arguments set one. */
+  timeoutMs?(args: Args): number | null;
+  /** Strings in the arguments that must never appear in logs or the journal. */
+  secrets(args: Args): string[];
+  /** The arguments as the journal stores them (secrets removed). */
+  journalArgs(args: XmlRpcStruct): XmlRpcStruct;
+  /** Run the build. Throwing means our machinery failed (BUILDERFAIL). */
+  run(ctx: BuildContext, args: Args): Promise<BuildOutcome>;
+}

@@ -1,0 +1,22 @@
+// Names that become paths. The manager sends file names (filemap keys) and build ids
+// that the reference used in paths unchecked; we check them before anything is created.
+
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\u0000-\u001f\u007f]/;
+
+/** One path component: no slash, not "." or "..", no control characters, ≤ 255 bytes. */
+export function isSafeComponent(name: string): boolean {
+  return (
+    name.length > 0 &&
+    Buffer.byteLength(name) <= 255 &&
+    name !== "." &&
+    name !== ".." &&
+    !name.includes("/") &&
+    !CONTROL.test(name)
+  );
+}
+
+/** A relative path made of safe components (artifact names such as "out/report.txt"). */
+export function isSafeRelativeName(name: string): boolean {
+  return Buffer.byteLength(name) <= 4096 && name.split("/").every(isSafeComponent);
+}

@@ -1,0 +1,415 @@
+// The build lifecycle through the real server with `script` builds on the host backend:
+// build → status → WAITING → results over /filecache → clean; refusals; abort that kills
+// everything; timeouts; log limits; credential scrubbing.
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { startTestBuilder, type TestBuilder } from "../harness/builder.js";
+import { RpcFault } from "../harness/client.js";
+import {
+  alive,
+  eventually,
+  fetchText,
+  makeTarball,
+  pidsWithMarker,
+  putInCache,
+  sha1,
+  status,
+  waitForState,
+} from "../harness/fixtures.js";
+import { startLibrarian, type Librarian } from "../harness/librarian.js";
+import type { XmlRpcValue } from "../src/rpc/codec.js";
+
+describe("build lifecycle (script builds on the host)", () => {
+  let b: TestBuilder;
+  let lib: Librarian;
+  let tree: string;
+
+  before(async () => {
+    b = await startTestBuilder({ build: { kill_grace: 1, abort_timeout: 10 } });
+    lib = await startLibrarian();
+    tree = await putInCache(
+      b.client,
+      lib,
+      makeTarball({ "src/hello.txt": "hello from the tarball\n", "run.sh": "echo run.sh ran\n" }),
+    );
+  });
+  after(async () => {
+    await b.stop();
+    await lib.close();
+  });
+
+  const script = (
+    steps: { name: string; run: XmlRpcValue }[],
+    extra: Record<string, XmlRpcValue> = {},
+  ) => ({
+    steps,
+    ...extra,
+  });
+
+  async function buildAndWait(id: string, args: Record<string, XmlRpcValue>) {
+    assert.deepEqual(await b.client.call("build", id, "script", tree, {}, args), [
+      "BuilderStatus.BUILDING",
+      id,
+    ]);
+    return waitForState(b.client, "WAITING");
+  }
+
+  async function cleanUp() {
+    assert.equal(await b.client.call("clean"), "BuilderStatus.IDLE");
+  }
+
+  test("info() lists the script build type", async () => {
+    const info = (await b.client.call("info")) as XmlRpcValue[];
+    assert.ok((info[2] as string[]).includes("script"));
+  });
+
+  test("an OK build: steps run in the unpacked workspace, artifacts come back by SHA-1", async () => {
+    const s = await buildAndWait(
+      "SCRIPT-ok",
+      script(
+        [
+          {
+            name: "compile",
+            run: ["sh", "-c", "mkdir -p out && tr a-z A-Z < src/hello.txt > out/HELLO.txt"],
+          },
+          { name: "test", run: 'sh run.sh && echo "$GREETING" > out/env.txt' },
+        ],
+        { artifacts: ["out/*.txt"], environment: { GREETING: "hi there" } },
+      ),
+    );
+    assert.equal(s["build_status"], "BuildStatus.OK");
+    assert.equal(s["build_id"], "SCRIPT-ok");
+    assert.equal(s["dependencies"], "");
+    const filemap = s["filemap"] as Record<string, string>;
+    assert.deepEqual(Object.keys(filemap).sort(), ["out/HELLO.txt", "out/env.txt"]);
+    assert.equal(filemap["out/HELLO.txt"], sha1("HELLO FROM THE TARBALL\n"));
+    assert.equal(
+      await fetchText(`${b.url}/filecache/${filemap["out/HELLO.txt"]}`),
+      "HELLO FROM THE TARBALL\n",
+    );
+    assert.equal(await fetchText(`${b.url}/filecache/${filemap["out/env.txt"]}`), "hi there\n");
+    const log = await fetchText(`${b.url}/filecache/buildlog`);
+    assert.match(
+      log,
+      /^\[[^\]]+\]\nRUN: sh -c 'mkdir -p out && tr a-z A-Z < src\/hello.txt > out\/HELLO.txt'\n/m,
+    );
+    assert.match(
+      log,
+      /RUN: \/bin\/sh -c 'sh run.sh && echo "\$GREETING" > out\/env.txt'\nrun.sh ran\n/,
+    );
+    await cleanUp();
+    // Results and the log are gone; the input stays.
+    assert.equal((await fetch(`${b.url}/filecache/${filemap["out/HELLO.txt"]}`)).status, 404);
+    assert.equal((await fetch(`${b.url}/filecache/buildlog`)).status, 404);
+    assert.equal((await fetch(`${b.url}/filecache/${tree}`)).status, 200);
+    assert.deepEqual(await status(b.client), {
+      builder_status: "BuilderStatus.IDLE",
+      builder_version: (await status(b.client))["builder_version"] as string,
+    });
+  });
+
+  test("a failing step is PACKAGEFAIL: later steps do not run, the filemap is present", async () => {
+    const s = await buildAndWait(
+      "SCRIPT-fail",
+      script(
+        [
+          { name: "make-report", run: "mkdir -p out && echo partial > out/report.txt" },
+          { name: "tests", run: "echo 'running tests'; exit 3" },
+          { name: "never", run: "echo should-not-run" },
+        ],
+        { artifacts: ["out/report.txt"] },
+      ),
+    );
+    assert.equal(s["build_status"], "BuildStatus.PACKAGEFAIL");
+    assert.deepEqual(s["filemap"], { "out/report.txt": sha1("partial\n") });
+    const log = await fetchText(`${b.url}/filecache/buildlog`);
+    assert.match(log, /\[buildd\] step "tests" exited with status 3; the build failed/);
+    assert.doesNotMatch(log, /should-not-run/);
+    await cleanUp();
+  });
+
+  test("the build timeout stops a running step: PACKAGEFAIL, the log says why", async () => {
+    const s = await buildAndWait(
+      "SCRIPT-timeout",
+      script([{ name: "hang", run: "sleep 4243.1" }], { timeout: 1 }),
+    );
+    assert.equal(s["build_status"], "BuildStatus.PACKAGEFAIL");
+    assert.match(
+      await fetchText(`${b.url}/filecache/buildlog`),
+      /the build timed out after 1 seconds/,
+    );
+    assert.deepEqual(pidsWithMarker("4243.1"), []);
+    await cleanUp();
+  });
+
+  test("status() while BUILDING: build_id, the current step and a base64 log tail", async () => {
+    await b.client.call(
+      "build",
+      "SCRIPT-status",
+      "script",
+      tree,
+      {},
+      script([
+        { name: "first", run: "echo one" },
+        { name: "waiting-step", run: "echo started-waiting; sleep 4244.1" },
+      ]),
+    );
+    await eventually(
+      "second step running",
+      async () => (await status(b.client))["build_step"] === "waiting-step",
+    );
+    await eventually("its output in the tail", async () => {
+      const s = await status(b.client);
+      return Buffer.isBuffer(s["logtail"]) && s["logtail"].toString().includes("started-waiting");
+    });
+    const s = await status(b.client);
+    assert.equal(s["builder_status"], "BuilderStatus.BUILDING");
+    assert.equal(s["build_id"], "SCRIPT-status");
+    assert.ok(!("build_status" in s) && !("filemap" in s));
+    assert.equal(await b.client.call("abort"), "BuilderStatus.ABORTING");
+    const w = await waitForState(b.client, "WAITING");
+    assert.equal(w["build_status"], "BuildStatus.ABORTED");
+    assert.ok(!("filemap" in w), "no filemap for ABORTED");
+    await cleanUp();
+  });
+
+  test("build() while BUILDING is refused and leaves the running build untouched", async () => {
+    await b.client.call(
+      "build",
+      "SCRIPT-first",
+      "script",
+      tree,
+      {},
+      script([{ name: "long", run: 'trap "" TERM; echo first-build-output; sleep 4245.1' }]),
+    );
+    await eventually("output", async () =>
+      (await fetchText(`${b.url}/filecache/buildlog`)).includes("first-build-output"),
+    );
+    const logBefore = await fetchText(`${b.url}/filecache/buildlog`);
+    await assert.rejects(
+      b.client.call(
+        "build",
+        "SCRIPT-second",
+        "script",
+        tree,
+        {},
+        script([{ name: "x", run: "true" }]),
+      ),
+      { faultCode: 8002, faultString: "Builder is not IDLE when asked to start building" },
+    );
+    const s = await status(b.client);
+    assert.equal(s["build_id"], "SCRIPT-first");
+    assert.equal(s["builder_status"], "BuilderStatus.BUILDING");
+    assert.ok(
+      (await fetchText(`${b.url}/filecache/buildlog`)).startsWith(logBefore),
+      "log not truncated",
+    );
+    // abort() twice: the second answers the same and changes nothing. (The step ignores
+    // SIGTERM, so the builder stays ABORTING for the kill grace period.)
+    assert.equal(await b.client.call("abort"), "BuilderStatus.ABORTING");
+    assert.equal(await b.client.call("abort"), "BuilderStatus.ABORTING");
+    assert.equal((await waitForState(b.client, "WAITING"))["build_status"], "BuildStatus.ABORTED");
+    assert.deepEqual(pidsWithMarker("4245.1"), []);
+    await cleanUp();
+  });
+
+  test("abort kills everything: setsid, TERM traps and double forks included", async () => {
+    const marker = "4246.7";
+    const run = [
+      `setsid sh -c 'trap "" TERM; sleep ${marker}' &`,
+      `sh -c '(sleep ${marker} &) ; exit 0'`,
+      `(trap "" TERM; sleep ${marker}) &`,
+      `trap "" TERM`,
+      `echo spawned; sleep ${marker}`,
+    ].join("\n");
+    await b.client.call(
+      "build",
+      "SCRIPT-abort",
+      "script",
+      tree,
+      {},
+      script([{ name: "daemons", run }]),
+    );
+    await eventually(
+      "all four sleepers running",
+      () => pidsWithMarker(`sleep ${marker}`).length >= 4,
+    );
+    const pids = pidsWithMarker(marker);
+    assert.equal(await b.client.call("abort"), "BuilderStatus.ABORTING");
+    const s = await waitForState(b.client, "WAITING");
+    assert.equal(s["build_status"], "BuildStatus.ABORTED");
+    assert.deepEqual(pids.filter(alive), [], "every process of the build is gone");
+    assert.match(await fetchText(`${b.url}/filecache/buildlog`), /ABORTING/);
+    await cleanUp();
+  });
+
+  test("abort and clean in the wrong states are faults that say why", async () => {
+    await assert.rejects(b.client.call("abort"), {
+      faultCode: 8002,
+      faultString: "Builder is not BUILDING when asked to abort",
+    });
+    await assert.rejects(b.client.call("clean"), {
+      faultCode: 8002,
+      faultString: "Builder is not WAITING when asked to clean",
+    });
+    await buildAndWait("SCRIPT-w", script([{ name: "ok", run: "true" }]));
+    await assert.rejects(b.client.call("abort"), { faultCode: 8002 });
+    await cleanUp();
+  });
+
+  test("refusals in the protocol's order, before anything changes", async () => {
+    const missing = "0".repeat(40);
+    const args = script([{ name: "x", run: "true" }]);
+    const [kind, info] = (await b.client.call(
+      "build",
+      "B",
+      "nosuchtype",
+      tree,
+      {},
+      args,
+    )) as string[];
+    assert.equal(kind, "BuilderStatus.UNKNOWNBUILDER");
+    assert.match(info!, /^nosuchtype not in \[.*'script'.*\]$/);
+    assert.deepEqual(await b.client.call("build", "B", "script", missing, {}, args), [
+      "BuilderStatus.UNKNOWNSUM",
+      `CHROOTSUM -> ${missing}`,
+    ]);
+    assert.deepEqual(
+      await b.client.call("build", "B", "script", tree, { "a.txt": missing }, args),
+      ["BuilderStatus.UNKNOWNSUM", `FILESUM -> ${missing}`],
+    );
+    await assert.rejects(b.client.call("build", "", "script", tree, {}, args), {
+      faultCode: 8002,
+      faultString: "build_id must not be empty",
+    });
+    await assert.rejects(
+      b.client.call("build", "../../etc", "script", tree, {}, args),
+      (e: unknown) => {
+        assert.ok(
+          e instanceof RpcFault && /build_id "..\/..\/etc" is not a safe name/.test(e.faultString),
+        );
+        return true;
+      },
+    );
+    await assert.rejects(
+      b.client.call("build", "B", "script", tree, { "../x": tree }, args),
+      /filemap name "..\/x" is not a safe file name/,
+    );
+    await assert.rejects(b.client.call("build", "B", "script", tree, {}, { steps: [] }), {
+      faultCode: 8002,
+      faultString: "script build: steps must be a non-empty list of {name, run}",
+    });
+    await assert.rejects(
+      b.client.call("build", "B", "script", tree, {}, { steps: [{ name: "x", run: 5 }] }),
+      {
+        faultString: "script build: steps[0].run must be a string or a non-empty list of strings",
+      },
+    );
+    assert.equal((await status(b.client))["builder_status"], "BuilderStatus.IDLE");
+  });
+
+  test("log tails of 0, 1, 2048, 2049 and 4096 bytes", async () => {
+    for (const n of [0, 1, 2048, 2049, 4096]) {
+      const marker = `4247.${n + 1}`;
+      await b.client.call(
+        "build",
+        `TAIL-${n}`,
+        "script",
+        tree,
+        {},
+        script([
+          {
+            name: "emit",
+            run: ["sh", "-c", `head -c ${n} /dev/zero | tr '\\0' x; sleep ${marker}`],
+          },
+        ]),
+      );
+      await eventually("sleeper", () => pidsWithMarker(`sleep ${marker}`).length > 0);
+      // A partial line reaches the log on the next idle flush (a quarter second).
+      const getLog = async () =>
+        Buffer.from(await (await fetch(`${b.url}/filecache/buildlog`)).arrayBuffer());
+      if (n > 0)
+        await eventually("the x's in the log", async () => (await getLog()).at(-1) === 0x78);
+      const full = await getLog();
+      const tail = (await status(b.client))["logtail"] as Buffer;
+      assert.ok(Buffer.isBuffer(tail));
+      assert.equal(tail.length, Math.min(2048, full.length), `n=${n}`);
+      assert.deepEqual(
+        tail,
+        full.subarray(full.length - tail.length),
+        `n=${n}: the last bytes of the log`,
+      );
+      if (n >= 2048) assert.deepEqual(tail, Buffer.alloc(2048, "x"));
+      if (n === 1) assert.equal(tail.at(-1), "x".charCodeAt(0));
+      await b.client.call("abort");
+      await waitForState(b.client, "WAITING");
+      await cleanUp();
+    }
+  });
+
+  test("credentials are scrubbed from the log, the tail, and the builder's own log", async () => {
+    const secretUrl = "http://buildd:s3cr3t-pass@archive.example/ubuntu";
+    await b.client.call(
+      "build",
+      "SCRIPT-scrub",
+      "script",
+      tree,
+      {},
+      script(
+        [
+          {
+            name: "leak",
+            run: `echo "Get:1 ${secretUrl} focal InRelease"; echo token=$API_TOKEN; sleep 4248.1`,
+          },
+        ],
+        { secrets: { API_TOKEN: "tok-123456789" } },
+      ),
+    );
+    await eventually("output", async () =>
+      (await fetchText(`${b.url}/filecache/buildlog`)).includes("token="),
+    );
+    const tail = ((await status(b.client))["logtail"] as Buffer).toString();
+    const log = await fetchText(`${b.url}/filecache/buildlog`);
+    for (const text of [tail, log]) {
+      assert.doesNotMatch(text, /s3cr3t-pass|tok-123456789/);
+      assert.match(text, /Get:1 http:\/\/archive.example\/ubuntu focal InRelease/);
+      assert.match(text, /token=\*\*\*\*\*\*\*\*/);
+    }
+    await b.client.call("abort");
+    await waitForState(b.client, "WAITING");
+    await cleanUp();
+    // ensurepresent logs its URL: the builder's own log must not show the password.
+    await b.client.call(
+      "ensurepresent",
+      "1".repeat(40),
+      `http://user:pw-hidden-42@127.0.0.1:1/x`,
+      "",
+      "",
+    );
+    assert.match(b.logText(), /fetching/);
+    assert.doesNotMatch(b.logText(), /pw-hidden-42|s3cr3t-pass|tok-123456789/);
+  });
+
+  test("a build that writes past the maximum log size is stopped as PACKAGEFAIL", async () => {
+    const small = await startTestBuilder({ build: { log_max_size: "64K", kill_grace: 1 } });
+    try {
+      const t = await putInCache(small.client, lib, makeTarball({ a: "a" }), "small-tree");
+      await small.client.call(
+        "build",
+        "SCRIPT-big",
+        "script",
+        t,
+        {},
+        script([{ name: "spam", run: "yes spam-line-4249" }]),
+      );
+      const s = await waitForState(small.client, "WAITING");
+      assert.equal(s["build_status"], "BuildStatus.PACKAGEFAIL");
+      const log = await fetchText(`${small.url}/filecache/buildlog`);
+      assert.ok(Buffer.byteLength(log) < 64 * 1024 + 1024, `log size ${Buffer.byteLength(log)}`);
+      assert.match(log, /exceeded the maximum size/);
+      assert.deepEqual(pidsWithMarker("spam-line-4249"), []);
+    } finally {
+      await small.stop();
+    }
+  });
+});

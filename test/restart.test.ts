@@ -1,0 +1,126 @@
+// The builder as a real child process, killed with SIGKILL and started again on the same
+// directories: nothing the manager was told is lost, nothing of a dead build survives.
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import { after, before, describe, test } from "node:test";
+import { makeBuilderDirs, startBuilderProcess, type BuilderDirs } from "../harness/builder.js";
+import {
+  eventually,
+  fetchText,
+  makeTarball,
+  pidsWithMarker,
+  putInCache,
+  sha1,
+  status,
+  waitForState,
+} from "../harness/fixtures.js";
+import { startLibrarian, type Librarian } from "../harness/librarian.js";
+
+describe("restarts (SIGKILL)", () => {
+  let lib: Librarian;
+  const tarball = makeTarball({ "data.txt": "payload\n" });
+  before(async () => {
+    lib = await startLibrarian();
+  });
+  after(() => lib.close());
+
+  test("killed while BUILDING: back as WAITING/BUILDERFAIL, log kept, no process left", async () => {
+    const dirs: BuilderDirs = makeBuilderDirs();
+    let p = await startBuilderProcess(dirs);
+    const tree = await putInCache(p.client, lib, tarball, "restart-building");
+    await p.client.call(
+      "build",
+      "RESTART-1",
+      "script",
+      tree,
+      {},
+      {
+        steps: [{ name: "long", run: "echo before-the-crash; setsid sleep 4250.1 & sleep 4250.1" }],
+      },
+    );
+    await eventually("sleepers", () => pidsWithMarker("sleep 4250.1").length >= 2);
+    assert.equal(await p.kill("SIGKILL"), "SIGKILL");
+
+    p = await startBuilderProcess(dirs);
+    try {
+      const s = await status(p.client);
+      assert.equal(s["builder_status"], "BuilderStatus.WAITING");
+      assert.equal(s["build_status"], "BuildStatus.BUILDERFAIL");
+      assert.equal(s["build_id"], "RESTART-1");
+      assert.ok(!("filemap" in s));
+      await eventually(
+        "no process of the dead build",
+        () => pidsWithMarker("4250.1").length === 0,
+        10_000,
+      );
+      const log = await fetchText(`${p.url}/filecache/buildlog`);
+      assert.match(log, /before-the-crash/);
+      assert.match(log, /the builder restarted while this build was running/);
+      assert.equal(await p.client.call("clean"), "BuilderStatus.IDLE");
+      assert.equal((await status(p.client))["builder_status"], "BuilderStatus.IDLE");
+    } finally {
+      await p.kill("SIGTERM");
+    }
+  });
+
+  test("killed while WAITING: back as WAITING with the same filemap, files still served", async () => {
+    const dirs = makeBuilderDirs();
+    let p = await startBuilderProcess(dirs);
+    const tree = await putInCache(p.client, lib, tarball, "restart-waiting");
+    await p.client.call(
+      "build",
+      "RESTART-2",
+      "script",
+      tree,
+      {},
+      {
+        steps: [{ name: "copy", run: "cp data.txt result.txt" }],
+        artifacts: ["result.txt"],
+      },
+    );
+    const before = await waitForState(p.client, "WAITING");
+    assert.equal(before["build_status"], "BuildStatus.OK");
+    assert.equal(await p.kill("SIGKILL"), "SIGKILL");
+
+    p = await startBuilderProcess(dirs);
+    try {
+      const s = await status(p.client);
+      assert.deepEqual(s, before);
+      assert.equal(await fetchText(`${p.url}/filecache/${sha1("payload\n")}`), "payload\n");
+      assert.equal(await p.client.call("clean"), "BuilderStatus.IDLE");
+    } finally {
+      await p.kill("SIGTERM");
+    }
+  });
+
+  test("killed in the middle of a download: no temporary file, no entry, ensurepresent works", async () => {
+    const dirs = makeBuilderDirs();
+    let p = await startBuilderProcess(dirs);
+    const body = Buffer.alloc(4 * 1024 * 1024, 7);
+    const sum = sha1(body);
+    const slow = lib.add("/slow-big", body, {
+      kind: "slow",
+      bytesPerChunk: 64 * 1024,
+      intervalMs: 50,
+    });
+    const call = p.client.call("ensurepresent", sum, slow, "", "").catch(() => null);
+    await eventually("a temporary file appears", () =>
+      fs.readdirSync(dirs.filecache).some((f) => f.startsWith(".tmp-")),
+    );
+    assert.equal(await p.kill("SIGKILL"), "SIGKILL");
+    await call;
+
+    p = await startBuilderProcess(dirs);
+    try {
+      assert.deepEqual(fs.readdirSync(dirs.filecache), [], "no temporary file and no entry");
+      assert.deepEqual(await p.client.call("ensurepresent", sum, null, null, null), [
+        false,
+        "No URL",
+      ]);
+      const fast = lib.add("/fast-big", body);
+      assert.deepEqual(await p.client.call("ensurepresent", sum, fast, "", ""), [true, "Download"]);
+    } finally {
+      await p.kill("SIGTERM");
+    }
+  });
+});
