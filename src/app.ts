@@ -12,6 +12,7 @@ import { Builder } from "./builder/builder.js";
 import { Journal } from "./builder/journal.js";
 import { defaultRegistry } from "./buildtypes/registry.js";
 import { HostBackend } from "./backends/host.js";
+import { ChrootBackend } from "./backends/chroot.js";
 import { VERSION } from "./version.js";
 import { openDatabase } from "./state/db.js";
 import { FileCache } from "./filecache/store.js";
@@ -39,7 +40,8 @@ export async function startBuilder(config: Config, log: Logger): Promise<Running
     journal: new Journal(db),
     cache,
     registry,
-    backends: (_kind, workspace) => new HostBackend(workspace),
+    backends: (kind, workspace) =>
+      kind === "chroot" ? new ChrootBackend(workspace) : new HostBackend(workspace),
     logger: log,
     limits: config.build,
   });

@@ -1,6 +1,7 @@
 // The build types this builder runs, in the order info() lists them.
 
 import type { BuildType } from "./buildtype.js";
+import { binaryPackageBuildType } from "./binarypackage.js";
 import { scriptBuildType } from "./script.js";
 
 export class BuildTypeRegistry {
@@ -21,6 +22,7 @@ export class BuildTypeRegistry {
 
 export function defaultRegistry(): BuildTypeRegistry {
   const registry = new BuildTypeRegistry();
+  registry.register(binaryPackageBuildType);
   registry.register(scriptBuildType);
   return registry;
 }

@@ -1,0 +1,60 @@
+// Reading what Debian's tools write: .changes files and apt's complaints about build
+// dependencies. Pure functions, unit-tested against real output.
+
+/** File names listed in the Files: section of a .changes (or .dsc) file. */
+export function filesOfChanges(text: string): string[] {
+  const out: string[] = [];
+  let inFiles = false;
+  for (const line of text.split("\n")) {
+    if (/^Files:\s*$/.test(line)) {
+      inFiles = true;
+    } else if (inFiles && /^[ \t]/.test(line)) {
+      // .changes: md5 size section priority name; .dsc: md5 size name
+      const fields = line.trim().split(/\s+/);
+      if (fields.length >= 3) out.push(fields.at(-1)!);
+    } else {
+      inFiles = false;
+    }
+  }
+  return out;
+}
+
+/** The value of a field in a deb822 paragraph (first paragraph, continuation lines joined). */
+export function field(text: string, name: string): string | null {
+  const re = new RegExp(`^${name}:[ \\t]*(.*(?:\\n[ \\t].*)*)`, "mi");
+  const m = re.exec(text);
+  return m ? m[1]!.replace(/\n[ \t]+/g, " ").trim() : null;
+}
+
+/** Remove architecture qualifiers and restrictions: `foo:any (>= 1) [amd64] <!nocheck>` → `foo (>= 1)`. */
+export function stripQualifiers(dep: string): string {
+  return dep
+    .replace(/\[[^\]]*\]/g, "")
+    .replace(/<[^>]*>/g, "")
+    .replace(/^(\s*[a-z0-9][a-z0-9+.-]*):[a-z0-9-]+/i, "$1")
+    .replace(/\s+/g, " ")
+    .trim();
+}
+
+/**
+ * What apt could not satisfy, from `apt-get build-dep` output, e.g.
+ *   builddeps:/build/foo.dsc : Depends: libfoo-dev (>= 1.2) but it is not installable
+ * Returns the dependencies joined with ", ", or null when the output shows no such line.
+ */
+export function unmetDependencies(aptOutput: string): string | null {
+  const deps = new Set<string>();
+  const re =
+    /Depends: ([^\n]+?) but (?:it is not installable|it is a virtual package|it is not going to be installed|[^\n]+ is to be installed|[^\n]+ is installed)\s*$/gm;
+  for (const m of aptOutput.matchAll(re)) deps.add(stripQualifiers(m[1]!));
+  // apt ≥ 2.x for a package it has never heard of
+  for (const m of aptOutput.matchAll(/Unable to locate package ([^\s]+)/g))
+    deps.add(stripQualifiers(m[1]!));
+  return deps.size > 0 ? [...deps].join(", ") : null;
+}
+
+/** A transient archive problem (worth retrying elsewhere): GIVENBACK. */
+export function isTransientArchiveFailure(aptOutput: string): boolean {
+  return /^(E|W): (Failed to fetch|Some index files failed to download|Unable to fetch some archives)|Temporary failure resolving|Hash Sum mismatch|Could not connect to|Connection timed out/m.test(
+    aptOutput,
+  );
+}
