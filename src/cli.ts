@@ -6,18 +6,11 @@ import { isBuilddError } from "./errors.js";
 import { createLogger } from "./logger.js";
 import { startBuilder } from "./app.js";
 import { VERSION } from "./version.js";
+import { openDatabase } from "./state/db.js";
+import { Journal } from "./builder/journal.js";
 
 async function serve(opts: { config?: string }): Promise<void> {
-  let config;
-  try {
-    config = loadConfig({ file: opts.config, env: process.env });
-  } catch (err) {
-    if (isBuilddError(err, "BUILDD_ERR_CONFIG")) {
-      console.error(`buildd: configuration error: ${err.message}`);
-      process.exit(2);
-    }
-    throw err;
-  }
+  const config = loadOrExit(opts.config);
   const log = createLogger(config.log.level);
   let builder;
   try {
@@ -48,6 +41,47 @@ async function serve(opts: { config?: string }): Promise<void> {
   process.on("SIGINT", stop);
 }
 
+function loadOrExit(file: string | undefined): ReturnType<typeof loadConfig> {
+  try {
+    return loadConfig({ file, env: process.env });
+  } catch (err) {
+    if (isBuilddError(err, "BUILDD_ERR_CONFIG")) {
+      console.error(`buildd: configuration error: ${err.message}`);
+      process.exit(2);
+    }
+    throw err;
+  }
+}
+
+/** The journal's record of recent builds, newest first (it is safe to read while serving). */
+function history(opts: { config?: string; limit: string; json?: boolean }): void {
+  const config = loadOrExit(opts.config);
+  const db = openDatabase(config.builder.statedir);
+  try {
+    const records = new Journal(db).history(Number(opts.limit) || 20).map((r) => ({
+      build_id: r.buildId,
+      build_type: r.buildType,
+      build_status: r.buildStatus,
+      started: new Date(r.startedAt).toISOString(),
+      ended: r.endedAt === null ? null : new Date(r.endedAt).toISOString(),
+      cleaned: r.cleanedAt === null ? null : new Date(r.cleanedAt).toISOString(),
+      dependencies: r.dependencies,
+    }));
+    if (opts.json) {
+      process.stdout.write(`${JSON.stringify(records, null, 2)}\n`);
+      return;
+    }
+    for (const r of records) {
+      const status = (r.build_status ?? "(running)").replace("BuildStatus.", "");
+      process.stdout.write(
+        `${r.started}  ${status.padEnd(11)}  ${r.build_type.padEnd(13)}  ${r.build_id}\n`,
+      );
+    }
+  } finally {
+    db.close();
+  }
+}
+
 const program = new Command();
 program
   .name("buildd")
@@ -61,6 +95,16 @@ program
     "configuration file (default: $BUILDD_CONFIG, else built-in defaults)",
   )
   .action(serve);
+program
+  .command("history")
+  .description("list recent builds from the journal, newest first")
+  .option(
+    "-c, --config <file>",
+    "configuration file (default: $BUILDD_CONFIG, else built-in defaults)",
+  )
+  .option("-n, --limit <count>", "how many builds", "20")
+  .option("--json", "print JSON")
+  .action(history);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   console.error(`buildd: ${err instanceof Error ? err.message : String(err)}`);

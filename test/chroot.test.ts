@@ -111,6 +111,33 @@ describe("binarypackage builds in a chroot", { skip: unavailable ?? false }, () 
     assert.deepEqual(fs.readdirSync(buildsDir()), [], "the build directory is removed");
   });
 
+  test("a script build with image_type chroot runs its steps inside the chroot", async () => {
+    await b.client.call(
+      "build",
+      "SCRIPT-in-chroot",
+      "script",
+      chrootSha1,
+      {},
+      {
+        image_type: "chroot",
+        steps: [
+          { name: "inspect", run: "cat /etc/debian_version > version.txt; pwd >> version.txt" },
+        ],
+        artifacts: ["version.txt"],
+      },
+    );
+    const s = await waitForState(b.client, "WAITING", 120_000);
+    assert.equal(
+      s["build_status"],
+      "BuildStatus.OK",
+      await fetchText(`${b.url}/filecache/buildlog`),
+    );
+    const sum = (s["filemap"] as Record<string, string>)["version.txt"]!;
+    assert.match(await fetchText(`${b.url}/filecache/${sum}`), /^12\.\d+\n\/build\n$/);
+    await b.client.call("clean");
+    assertNothingLeft();
+  });
+
   test("a package that fails to build is PACKAGEFAIL, with the log", async () => {
     const filemap = await upload(b.client, {
       name: "buildd-broken",

@@ -6,6 +6,8 @@ import fs from "node:fs";
 import { promisify } from "node:util";
 import { describe, test } from "node:test";
 import { makeBuilderDirs, startBuilderProcess } from "../harness/builder.js";
+import { eventually, sha1 } from "../harness/fixtures.js";
+import { startLibrarian } from "../harness/librarian.js";
 
 const run = promisify(execFile);
 const CLI = ["--import", "tsx", "src/cli.ts"];
@@ -48,4 +50,21 @@ describe("buildd command line", () => {
       await assert.rejects(fetch(`${proc.url}/rpc`, { method: "POST" }));
     });
   }
+
+  test("SIGTERM lets an in-flight call finish before the process exits", async () => {
+    const lib = await startLibrarian();
+    const proc = await startBuilderProcess(makeBuilderDirs());
+    try {
+      const body = Buffer.from("slow but sure");
+      const url = lib.add("/slow", body, { kind: "delay", ms: 1000 });
+      const inFlight = proc.client.call("ensurepresent", sha1(body), url, "", "");
+      await eventually("the download started", () => lib.requestCount("/slow") === 1);
+      const exited = proc.kill("SIGTERM");
+      assert.deepEqual(await inFlight, [true, "Download"]);
+      assert.equal(await exited, 0);
+    } finally {
+      await proc.kill("SIGKILL");
+      await lib.close();
+    }
+  });
 });

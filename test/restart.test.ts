@@ -1,7 +1,10 @@
 // The builder as a real child process, killed with SIGKILL and started again on the same
 // directories: nothing the manager was told is lost, nothing of a dead build survives.
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
 import fs from "node:fs";
+import path from "node:path";
+import { promisify } from "node:util";
 import { after, before, describe, test } from "node:test";
 import { makeBuilderDirs, startBuilderProcess, type BuilderDirs } from "../harness/builder.js";
 import {
@@ -58,6 +61,21 @@ describe("restarts (SIGKILL)", () => {
       assert.match(log, /the builder restarted while this build was running/);
       assert.equal(await p.client.call("clean"), "BuilderStatus.IDLE");
       assert.equal((await status(p.client))["builder_status"], "BuilderStatus.IDLE");
+      // The journal keeps the build as history after clean().
+      const { stdout } = await promisify(execFile)(process.execPath, [
+        "--import",
+        "tsx",
+        "src/cli.ts",
+        "history",
+        "--json",
+        "--config",
+        dirs.configFile,
+      ]);
+      const [last] = JSON.parse(stdout) as Record<string, string | null>[];
+      assert.equal(last?.["build_id"], "RESTART-1");
+      assert.equal(last?.["build_type"], "script");
+      assert.equal(last?.["build_status"], "BuildStatus.BUILDERFAIL");
+      assert.ok(last?.["started"] && last["ended"] && last["cleaned"]);
     } finally {
       await p.kill("SIGTERM");
     }
@@ -119,6 +137,48 @@ describe("restarts (SIGKILL)", () => {
       ]);
       const fast = lib.add("/fast-big", body);
       assert.deepEqual(await p.client.call("ensurepresent", sum, fast, "", ""), [true, "Download"]);
+    } finally {
+      await p.kill("SIGTERM");
+    }
+  });
+
+  test("at start-up the cache directory and its table are reconciled", async () => {
+    const dirs = makeBuilderDirs();
+    let p = await startBuilderProcess(dirs);
+    const kept = await putInCache(p.client, lib, Buffer.from("kept"), "reconcile-kept");
+    const lost = await putInCache(
+      p.client,
+      lib,
+      Buffer.from("row without a file"),
+      "reconcile-lost",
+    );
+    assert.equal(await p.kill("SIGTERM"), 0);
+
+    const at = (name: string): string => path.join(dirs.filecache, name);
+    fs.rmSync(at(lost));
+    const handCopied = Buffer.from("copied in by hand");
+    fs.writeFileSync(at(sha1(handCopied)), handCopied);
+    const liar = sha1("the truth");
+    fs.writeFileSync(at(liar), "a lie");
+    fs.writeFileSync(at(".tmp-0123456789abcdef"), "partial download");
+
+    p = await startBuilderProcess(dirs);
+    try {
+      assert.deepEqual(fs.readdirSync(dirs.filecache).sort(), [kept, sha1(handCopied)].sort());
+      assert.deepEqual(await p.client.call("ensurepresent", sha1(handCopied), null, null, null), [
+        true,
+        "No URL",
+      ]);
+      assert.deepEqual(await p.client.call("ensurepresent", lost, null, null, null), [
+        false,
+        "No URL",
+      ]);
+      assert.equal((await fetch(`${p.url}/filecache/${liar}`)).status, 404);
+      const log = p.logText();
+      assert.match(log, /adopting a verified file without a cache entry/);
+      assert.match(log, /file content does not match its name: removing/);
+      assert.match(log, /cache entry without a file: dropping it/);
+      assert.match(log, /removing a temporary file left by an interrupted download/);
     } finally {
       await p.kill("SIGTERM");
     }

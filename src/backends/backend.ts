@@ -28,6 +28,8 @@ export interface Backend {
   readonly name: string;
   /** Host path of the directory the build's files live in. */
   readonly workspace: string;
+  /** Where steps run unless told otherwise, as seen by them ("." = the workspace root). */
+  readonly defaultCwd: string;
   /** Unpack the build's image (the tarball named by chroot_sha1). */
   create(tarball: string, io: StepIO): Promise<void>;
   /** Make the environment ready to run commands (mounts, for a chroot). */

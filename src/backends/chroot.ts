@@ -47,6 +47,7 @@ export const CHROOT_ENV: Readonly<Record<string, string>> = {
 
 export class ChrootBackend implements Backend {
   readonly name = "chroot";
+  readonly defaultCwd = "/build";
 
   constructor(readonly workspace: string) {}
 
@@ -93,7 +94,7 @@ export class ChrootBackend implements Backend {
   run(argv: readonly string[], log: BuildLog, opts: RunOptions = {}): RunningProcess {
     const root = this.root;
     const env = Object.entries({ ...CHROOT_ENV, ...opts.env }).map(([k, v]) => `${k}=${v}`);
-    const cwd = opts.cwd ?? "/build";
+    const cwd = opts.cwd ?? this.defaultCwd;
     const inner = ["env", "-i", ...env, "sh", "-c", 'cd "$0" && exec "$@"', cwd, ...argv];
     return startProcess({
       argv: ["sh", "-c", PROLOGUE, "buildd-chroot", root, ...inner],

@@ -13,6 +13,7 @@ import { runToCompletion, removeTree } from "./util.js";
 
 export class HostBackend implements Backend {
   readonly name = "host";
+  readonly defaultCwd = ".";
 
   constructor(readonly workspace: string) {}
 
@@ -32,7 +33,7 @@ export class HostBackend implements Backend {
     return startProcess({
       argv,
       log,
-      cwd: this.resolve(opts.cwd ?? "."),
+      cwd: this.resolve(opts.cwd ?? this.defaultCwd),
       env: {
         PATH: DEFAULT_PATH,
         HOME: this.workspace,

@@ -164,7 +164,8 @@ async function collectArtifacts(
   patterns: readonly string[],
 ): Promise<ResultFile[]> {
   if (patterns.length === 0) return [];
-  const root = fs.realpathSync(ctx.backend.workspace);
+  // Globs are relative to where the steps ran: the workspace on the host, /build in a chroot.
+  const root = fs.realpathSync(ctx.backend.resolve(ctx.backend.defaultCwd));
   const matches = await glob([...patterns], {
     cwd: root,
     onlyFiles: true,
