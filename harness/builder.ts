@@ -16,6 +16,8 @@ import { startBuilder } from "../src/app.js";
 import { createClient, type RpcClient } from "./client.js";
 
 export type ConfSections = Record<string, Record<string, string | number>>;
+/** Sections written line by line, e.g. {capabilities: ["postgresql 15 port=5432"]}. */
+export type RawSections = Record<string, readonly string[]>;
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 
@@ -27,8 +29,12 @@ export interface BuilderDirs {
   readonly statedir: string;
 }
 
-/** Write a temporary buildd.conf; `sections` override or add keys. */
-export function makeBuilderDirs(sections: ConfSections = {}, dir?: string): BuilderDirs {
+/** Write a temporary buildd.conf; `sections` override or add keys, `raw` adds line sections. */
+export function makeBuilderDirs(
+  sections: ConfSections = {},
+  dir?: string,
+  raw: RawSections = {},
+): BuilderDirs {
   const root = dir ?? fs.mkdtempSync(path.join(os.tmpdir(), "buildd-test-"));
   const merged: ConfSections = {
     ...sections,
@@ -49,8 +55,11 @@ export function makeBuilderDirs(sections: ConfSections = {}, dir?: string): Buil
           .join("\n")}\n`,
     )
     .join("\n");
+  const rawText = Object.entries(raw)
+    .map(([name, lines]) => `\n[${name}]\n${lines.map((l) => `${l}\n`).join("")}`)
+    .join("");
   const configFile = path.join(root, "buildd.conf");
-  fs.writeFileSync(configFile, text);
+  fs.writeFileSync(configFile, text + rawText);
   return {
     dir: root,
     configFile,
@@ -67,8 +76,11 @@ export interface TestBuilder extends BuilderDirs {
   stop(): Promise<void>;
 }
 
-export async function startTestBuilder(sections: ConfSections = {}): Promise<TestBuilder> {
-  const dirs = makeBuilderDirs(sections);
+export async function startTestBuilder(
+  sections: ConfSections = {},
+  raw: RawSections = {},
+): Promise<TestBuilder> {
+  const dirs = makeBuilderDirs(sections, undefined, raw);
   const config = loadConfig({ file: dirs.configFile });
   const chunks: string[] = [];
   const sink = new Writable({

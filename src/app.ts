@@ -18,6 +18,7 @@ import { openDatabase } from "./state/db.js";
 import { FileCache } from "./filecache/store.js";
 import { EnsurePresent } from "./filecache/ensurepresent.js";
 import { filecacheRoutes } from "./filecache/http.js";
+import { CapabilityRegistry } from "./capabilities/registry.js";
 
 export interface RunningBuilder {
   /** Base URL, e.g. http://127.0.0.1:8221 */
@@ -33,6 +34,15 @@ export async function startBuilder(config: Config, log: Logger): Promise<Running
   await cache.reconcile();
   const ensurePresent = new EnsurePresent(cache, config.download, log);
   const registry = defaultRegistry();
+  const capabilities = new CapabilityRegistry({
+    capabilities: config.capabilities,
+    env: config.capabilityEnv,
+    onlyIfRequires: config.builder.onlyIfRequires,
+    probeIntervalMs: config.builder.probeIntervalMs,
+    logger: log,
+  });
+  // Probed before the first call can arrive, so build() never judges on no information.
+  await capabilities.probeAll();
   const builder = new Builder({
     statedir: config.builder.statedir,
     arch: config.builder.architecturetag,
@@ -44,6 +54,7 @@ export async function startBuilder(config: Config, log: Logger): Promise<Running
       kind === "chroot" ? new ChrootBackend(workspace) : new HostBackend(workspace),
     logger: log,
     limits: config.build,
+    gate: capabilities.gate,
   });
   await builder.recover();
 
@@ -56,6 +67,7 @@ export async function startBuilder(config: Config, log: Logger): Promise<Running
     build: (...a) => builder.build(...a),
     abort: () => builder.abort(),
     clean: () => builder.clean(),
+    capabilities: () => capabilities.toWire(),
   });
   const app = createServer({
     dispatcher: createDispatcher(methods, log, config.rpc.maxDepth),
@@ -78,6 +90,7 @@ export async function startBuilder(config: Config, log: Logger): Promise<Running
     ? `[${config.builder.bindhost}]`
     : config.builder.bindhost;
   const url = `http://${host}:${port}`;
+  capabilities.start();
   log.info({ url, config: config.file, version: VERSION }, "builder listening");
 
   let closing: Promise<void> | null = null;
@@ -88,7 +101,8 @@ export async function startBuilder(config: Config, log: Logger): Promise<Running
       closing ??= new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeIdleConnections();
-      }).then(() => {
+      }).then(async () => {
+        await capabilities.close();
         db.close();
       });
       return closing;

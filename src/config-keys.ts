@@ -72,6 +72,20 @@ export const CONFIG_KEYS: readonly KeySpec[] = [
     doc: "Accepted for compatibility with the reference's config files; unused.",
   },
   {
+    section: "builder",
+    key: "only_if_requires",
+    type: "string",
+    default: "",
+    doc: "Capability names, separated by spaces: this worker then only takes builds whose `build_requires` name one of them (a worker reserved for a rare resource). Each must be declared in `[capabilities]`.",
+  },
+  {
+    section: "builder",
+    key: "probe_interval",
+    type: "seconds",
+    default: "60",
+    doc: "Seconds between two runs of the capability probes (they also run once at start-up).",
+  },
+  {
     section: "cache",
     key: "max_size",
     type: "bytes",

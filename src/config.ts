@@ -10,6 +10,14 @@ import path from "node:path";
 import ini from "ini";
 import { CONFIG_KEYS, type KeySpec } from "./config-keys.js";
 import { BuilddError } from "./errors.js";
+import {
+  parseCapabilities,
+  parseCapabilityEnv,
+  type CapabilityDecl,
+  type CapabilityEnvMap,
+  type RawLine,
+} from "./capabilities/parse.js";
+import { CAPABILITY_NAME } from "./capabilities/requirements.js";
 
 export interface Config {
   /** Absolute path of the file read, or null when running on built-in defaults. */
@@ -20,7 +28,14 @@ export interface Config {
     readonly statedir: string;
     readonly bindhost: string;
     readonly bindport: number;
+    /** Capability names this worker is reserved for (empty: takes any build). */
+    readonly onlyIfRequires: readonly string[];
+    readonly probeIntervalMs: number;
   };
+  /** [capabilities]: what this worker offers beyond its architecture. */
+  readonly capabilities: readonly CapabilityDecl[];
+  /** [capability_env]: custom property → environment mappings per capability name. */
+  readonly capabilityEnv: CapabilityEnvMap;
   readonly cache: { readonly maxSize: number; readonly minFree: number };
   readonly download: {
     readonly connectTimeoutMs: number;
@@ -49,11 +64,44 @@ export interface LoadOptions {
 
 type Raw = Map<string, Map<string, string>>;
 
+/** Sections read as lines, not INI: a name may repeat and a line has positional words. */
+const LINE_SECTIONS = new Set(["capabilities", "capability_env"]);
+
+/**
+ * Take the line sections out of the text before the INI parser sees it (it would
+ * mangle them); their lines are kept with their line numbers for error messages.
+ */
+function splitLineSections(text: string): { ini: string; lines: Map<string, RawLine[]> } {
+  const iniLines: string[] = [];
+  const lines = new Map<string, RawLine[]>();
+  let current: RawLine[] | null = null;
+  text.split(/\r?\n/).forEach((line, i) => {
+    const header = /^\s*\[([^\]]*)\]\s*$/.exec(line);
+    if (header) {
+      const name = header[1]!.trim();
+      if (LINE_SECTIONS.has(name)) {
+        current = lines.get(name) ?? [];
+        lines.set(name, current);
+        iniLines.push("");
+        return;
+      }
+      current = null;
+    }
+    if (current) {
+      current.push({ line: i + 1, text: line });
+      iniLines.push("");
+    } else {
+      iniLines.push(line);
+    }
+  });
+  return { ini: iniLines.join("\n"), lines };
+}
+
 function configError(where: string, message: string): BuilddError {
   return new BuilddError("BUILDD_ERR_CONFIG", `${where}: ${message}`);
 }
 
-function readRaw(file: string): Raw {
+function readRaw(file: string): { raw: Raw; lines: Map<string, RawLine[]> } {
   let text: string;
   try {
     text = fs.readFileSync(file, "utf8");
@@ -61,7 +109,8 @@ function readRaw(file: string): Raw {
     const code = (err as NodeJS.ErrnoException).code ?? String(err);
     throw configError(file, `cannot read the configuration file (${code})`);
   }
-  const parsed: Record<string, unknown> = ini.parse(text);
+  const split = splitLineSections(text);
+  const parsed: Record<string, unknown> = ini.parse(split.ini);
   const raw: Raw = new Map();
   for (const [name, value] of Object.entries(parsed)) {
     if (typeof value !== "object" || value === null) {
@@ -76,7 +125,7 @@ function readRaw(file: string): Raw {
     }
     raw.set(name, keys);
   }
-  return raw;
+  return { raw, lines: split.lines };
 }
 
 const BYTE_UNITS: Record<string, number> = {
@@ -157,7 +206,9 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   const file = chosen ? path.resolve(opts.cwd ?? process.cwd(), chosen) : null;
   const base = file ? path.dirname(file) : path.resolve(opts.cwd ?? process.cwd());
   const where = file ?? "built-in defaults";
-  const raw: Raw = file ? readRaw(file) : new Map();
+  const { raw, lines } = file
+    ? readRaw(file)
+    : { raw: new Map() as Raw, lines: new Map<string, RawLine[]>() };
 
   for (const [section, keys] of raw) {
     if (!CONFIG_KEYS.some((k) => k.section === section)) {
@@ -189,6 +240,19 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     throw configError(where, "[builder] filecache must not be the same directory as statedir");
   }
 
+  const capabilities = parseCapabilities(lines.get("capabilities") ?? [], where);
+  const capabilityEnv = parseCapabilityEnv(lines.get("capability_env") ?? [], where);
+  const onlyIfRequires = str("builder.only_if_requires").split(/\s+/).filter(Boolean);
+  for (const name of onlyIfRequires) {
+    if (!CAPABILITY_NAME.test(name) || !capabilities.some((c) => c.name === name)) {
+      // A worker reserved for something it does not have would never take a build.
+      throw configError(
+        where,
+        `[builder] only_if_requires names "${name}", which is not declared in [capabilities]`,
+      );
+    }
+  }
+
   const config: Config = {
     file,
     builder: {
@@ -197,7 +261,11 @@ export function loadConfig(opts: LoadOptions = {}): Config {
       statedir,
       bindhost: str("builder.bindhost"),
       bindport: num("builder.bindport"),
+      onlyIfRequires,
+      probeIntervalMs: num("builder.probe_interval"),
     },
+    capabilities,
+    capabilityEnv,
     cache: { maxSize: num("cache.max_size"), minFree: num("cache.min_free") },
     download: {
       connectTimeoutMs: num("download.connect_timeout"),

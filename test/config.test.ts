@@ -131,7 +131,8 @@ describe("configuration", () => {
       (m) => `${m[1]}.${m[2]} = ${m[3]!.trim()}`,
     );
     const expected = CONFIG_KEYS.map(
-      (k) => `${k.section}.${k.key} = ${k.default === null ? "(computed)" : `\`${k.default}\``}`,
+      (k) =>
+        `${k.section}.${k.key} = ${k.default === null ? "(computed)" : k.default === "" ? "(none)" : `\`${k.default}\``}`,
     );
     assert.deepEqual(rows, expected);
   });

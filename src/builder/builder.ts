@@ -65,6 +65,8 @@ export type BuildGate = (args: XmlRpcStruct) => {
   env: Record<string, string>;
   logLines: string[];
   extraStatus: XmlRpcStruct;
+  /** Values to scrub from the build log (e.g. a capability's password). */
+  secrets: string[];
 };
 
 export interface BuilderDeps {
@@ -177,7 +179,7 @@ export class Builder {
         );
     }
     const parsed = type.parseArgs(args, files);
-    const gate = this.deps.gate?.(args) ?? { env: {}, logLines: [], extraStatus: {} };
+    const gate = this.deps.gate?.(args) ?? { env: {}, logLines: [], extraStatus: {}, secrets: [] };
 
     // Every check passed: from here on the build exists.
     this.transition("start");
@@ -193,7 +195,7 @@ export class Builder {
     const record = journal.get(seq)!;
     const log = BuildLog.create(this.logPath, {
       maxBytes: this.deps.limits.logMaxBytes,
-      scrubber: createScrubber(type.secrets(parsed)),
+      scrubber: createScrubber([...type.secrets(parsed), ...gate.secrets]),
     });
     if (typeof args["build_url"] === "string") log.write(`${args["build_url"]}\n`);
     for (const line of gate.logLines) log.write(`${line}\n`);

@@ -26,6 +26,8 @@ export interface MethodDeps {
   ): [string, string];
   abort(): string;
   clean(): Promise<string>;
+  /** Per capability name, every declared version with its properties and availability. */
+  capabilities(): XmlRpcStruct;
 }
 
 const str = (v: XmlRpcValue | undefined): string => v as string;
@@ -52,5 +54,6 @@ export function createMethods(deps: MethodDeps): MethodTable {
     },
     abort: { params: [], handler: () => deps.abort() },
     clean: { params: [], handler: () => deps.clean() },
+    capabilities: { params: [], handler: () => deps.capabilities() },
   };
 }
