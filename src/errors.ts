@@ -83,3 +83,8 @@ export const illegalState = (message: string): BuilddError =>
   new BuilddError("BUILDD_ERR_ILLEGAL_STATE", message);
 export const badArguments = (message: string): BuilddError =>
   new BuilddError("BUILDD_ERR_ARGUMENTS", message);
+
+/** The message of anything thrown, for log lines. */
+export function describeError(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

@@ -40,8 +40,12 @@ export interface Backend {
   copyIn(hostPath: string, relPath: string): Promise<void>;
   /** Host path of a file inside the workspace, checked not to leave it. */
   resolve(relPath: string): string;
-  /** Undo start(). Safe to call more than once and after a crash. */
+  /**
+   * The build is over and its results are copied out: release what only the build
+   * needed (a chroot is removed here; a host workspace stays until clean()). Safe to
+   * call more than once and after a crash.
+   */
   stop(io: StepIO | null): Promise<void>;
-  /** Remove everything the backend created. Safe to call more than once and after a crash. */
+  /** clean(): remove everything the backend created. Safe to call more than once. */
   remove(io: StepIO | null): Promise<void>;
 }

@@ -146,7 +146,9 @@ export class ChrootBackend implements Backend {
   }
 
   async stop(): Promise<void> {
-    // Nothing is mounted outside a step's own namespace; see the comment at the top.
+    // Nothing is mounted outside a step's own namespace (see the top), so the results
+    // having been copied out, the whole chroot can go now rather than at clean().
+    await removeTree(this.workspace);
   }
 
   async remove(): Promise<void> {

@@ -10,11 +10,11 @@
 import fs from "node:fs";
 import path from "node:path";
 import type { Logger } from "pino";
-import type { Backend, StepIO } from "../backends/backend.js";
+import type { Backend } from "../backends/backend.js";
 import type { BuildOutcome, BuildType } from "../buildtypes/buildtype.js";
 import type { BuildTypeRegistry } from "../buildtypes/registry.js";
 import { isSafeComponent } from "../buildtypes/names.js";
-import { illegalState, invalidArgument } from "../errors.js";
+import { describeError, illegalState, invalidArgument } from "../errors.js";
 import type { FileCache } from "../filecache/store.js";
 import { signalNamespace } from "../process/pidns.js";
 import { createScrubber } from "../process/scrub.js";
@@ -262,24 +262,33 @@ export class Builder {
           if (stored.added) created.push(stored.sha1);
         }
       } catch (err) {
-        log.write(
-          `[buildd] Failed to gather results: ${err instanceof Error ? err.message : String(err)}\n`,
-        );
+        log.write(`[buildd] Failed to gather results: ${describeError(err)}\n`);
         if (status === BuildStatus.OK) status = BuildStatus.PACKAGEFAIL;
       }
     }
-    const io: StepIO = { log, track: (p) => p };
-    try {
-      await backend.stop(io);
-      if (backend.name !== "host") await backend.remove(io);
-    } catch (err) {
-      log.write(
-        `[buildd] cleaning up the build environment failed: ${err instanceof Error ? err.message : String(err)}\n`,
-      );
-      if (status === BuildStatus.OK) status = BuildStatus.BUILDERFAIL;
+    if (!(await this.stopBackend(backend, log)) && status === BuildStatus.OK) {
+      status = BuildStatus.BUILDERFAIL;
     }
     outcome = { ...outcome, status };
     this.finish(cur, status, outcome.dependencies ?? "", results, created);
+  }
+
+  private backendOf(rec: BuildRecord): Backend {
+    return this.deps.backends(
+      rec.backend === "chroot" ? "chroot" : "host",
+      this.workspaceOf(rec.seq),
+    );
+  }
+
+  /** End-of-build cleanup of the backend; false (and a log line) when it failed. */
+  private async stopBackend(backend: Backend, log: BuildLog): Promise<boolean> {
+    try {
+      await backend.stop({ log, track: (p) => p });
+      return true;
+    } catch (err) {
+      log.write(`[buildd] cleaning up the build environment failed: ${describeError(err)}\n`);
+      return false;
+    }
   }
 
   private finish(
@@ -320,9 +329,7 @@ export class Builder {
       if (!cache.isHeld(sha1)) cache.remove(sha1);
     }
     fs.rmSync(this.logPath, { force: true });
-    await this.deps
-      .backends(rec.backend === "chroot" ? "chroot" : "host", this.workspaceOf(seq))
-      .remove(null);
+    await this.backendOf(rec).remove(null);
     this.deps.journal.cleaned(seq);
     this.current = null;
     this.deps.logger.info({ buildId: rec.buildId }, "cleaned");
@@ -373,19 +380,7 @@ export class Builder {
     log.write(
       `\n[buildd] the builder restarted while this build was ${state === BuilderStatus.ABORTING ? "aborting" : "running"}; its processes were killed and the build is marked BUILDERFAIL\n`,
     );
-    const io: StepIO = { log, track: (p) => p };
-    const backend = this.deps.backends(
-      current.backend === "chroot" ? "chroot" : "host",
-      this.workspaceOf(current.seq),
-    );
-    try {
-      await backend.stop(io);
-      if (backend.name !== "host") await backend.remove(io);
-    } catch (err) {
-      log.write(
-        `[buildd] cleaning up after the restart failed: ${err instanceof Error ? err.message : String(err)}\n`,
-      );
-    }
+    await this.stopBackend(this.backendOf(current), log);
     const cur = this.current;
     cur.log = log;
     this.finish(cur, BuildStatus.BUILDERFAIL, "", {}, []);

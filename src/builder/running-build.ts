@@ -9,6 +9,7 @@
 import type { Logger } from "pino";
 import type { Backend, RunOptions, StepIO } from "../backends/backend.js";
 import type { BuildContext, BuildOutcome, BuildType, StepResult } from "../buildtypes/buildtype.js";
+import { describeError } from "../errors.js";
 import { isAlive, signalAll } from "../process/pidns.js";
 import type { RunningProcess } from "../process/runner.js";
 import type { XmlRpcStruct, XmlRpcValue } from "../rpc/codec.js";
@@ -78,7 +79,7 @@ export class RunningBuild {
       ]);
     } catch (err) {
       p.logger.error({ err }, "build machinery failed");
-      p.log.write(`[buildd] builder error: ${err instanceof Error ? err.message : String(err)}\n`);
+      p.log.write(`[buildd] builder error: ${describeError(err)}\n`);
       outcome = { status: BuildStatus.BUILDERFAIL, results: [] };
     } finally {
       if (timer) clearTimeout(timer);
@@ -100,9 +101,7 @@ export class RunningBuild {
       this.setStep("mount");
       await p.backend.start(this.io);
     } catch (err) {
-      p.log.write(
-        `[buildd] setting up the build environment failed: ${err instanceof Error ? err.message : String(err)}\n`,
-      );
+      p.log.write(`[buildd] setting up the build environment failed: ${describeError(err)}\n`);
       return { status: BuildStatus.CHROOTFAIL, results: [] };
     }
     if (this.stopping) return { status: BuildStatus.ABORTED, results: [] };

@@ -11,7 +11,7 @@
 
 import fs from "node:fs";
 import path from "node:path";
-import { invalidArgument } from "../errors.js";
+import { describeError, invalidArgument } from "../errors.js";
 import type { XmlRpcStruct, XmlRpcValue } from "../rpc/codec.js";
 import { BuildStatus } from "../builder/states.js";
 import type { BuildContext, BuildOutcome, BuildType, ResultFile } from "./buildtype.js";
@@ -215,10 +215,7 @@ export const binaryPackageBuildType: BuildType<BinaryPackageArgs> = {
     try {
       return { status: BuildStatus.OK, results: gatherChanges(ctx) };
     } catch (err) {
-      return fail(
-        BuildStatus.PACKAGEFAIL,
-        `Failed to gather results: ${err instanceof Error ? err.message : String(err)}`,
-      );
+      return fail(BuildStatus.PACKAGEFAIL, `Failed to gather results: ${describeError(err)}`);
     }
   },
 };
