@@ -8,6 +8,7 @@ import type { Logger } from "./logger.js";
 import { createDispatcher } from "./rpc/dispatcher.js";
 import { createMethods } from "./rpc/methods.js";
 import { createServer } from "./server.js";
+import { basicAuthGuard } from "./auth.js";
 import { Builder } from "./builder/builder.js";
 import { Journal } from "./builder/journal.js";
 import { defaultRegistry } from "./buildtypes/registry.js";
@@ -73,6 +74,7 @@ export async function startBuilder(config: Config, log: Logger): Promise<Running
     dispatcher: createDispatcher(methods, log, config.rpc.maxDepth),
     log,
     maxBody: config.rpc.maxBody,
+    guard: basicAuthGuard(config.auth),
     filecache: filecacheRoutes({ cache, buildLogPath: () => builder.buildLogPath() }),
   });
 

@@ -170,6 +170,20 @@ export const CONFIG_KEYS: readonly KeySpec[] = [
     doc: "Largest build log; a build writing more is stopped as PACKAGEFAIL.",
   },
   {
+    section: "auth",
+    key: "username",
+    type: "string",
+    default: "buildd",
+    doc: "User name managers must send with HTTP Basic authentication, when `password` is set.",
+  },
+  {
+    section: "auth",
+    key: "password",
+    type: "string",
+    default: "",
+    doc: "When set, `/rpc` and `/filecache` require HTTP Basic authentication with `username` and this password (a manager puts them in the builder's URL: `http://buildd:PASSWORD@host:8221/`). Empty: no authentication, as the reference. Keep the file readable by the builder only.",
+  },
+  {
     section: "log",
     key: "level",
     type: "enum",

@@ -50,6 +50,7 @@ export interface Config {
     readonly killGraceMs: number;
     readonly logMaxBytes: number;
   };
+  readonly auth: { readonly username: string; readonly password: string };
   readonly log: { readonly level: string };
 }
 
@@ -280,6 +281,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
       killGraceMs: num("build.kill_grace"),
       logMaxBytes: num("build.log_max_size"),
     },
+    auth: { username: str("auth.username"), password: str("auth.password") },
     log: { level: str("log.level") },
   };
   return deepFreeze(config);

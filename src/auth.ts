@@ -1,0 +1,47 @@
+// Optional HTTP Basic authentication in front of /rpc and /filecache.
+//
+// The reference has none ("the network is trusted"). Basic authentication is what an
+// unchanged manager can already do: XML-RPC clients (Twisted's, Python's) send the
+// user and password from the builder URL's userinfo, and file downloads take the same
+// URL. Use it over a trusted network or behind TLS termination; it keeps out the
+// casual caller, the port scanner and the SSRF-by-ensurepresent.
+
+import { timingSafeEqual, createHash } from "node:crypto";
+import type { RequestHandler } from "express";
+
+export interface AuthConfig {
+  readonly username: string;
+  readonly password: string;
+}
+
+/** Constant-time comparison of two strings of any length. */
+function same(a: string, b: string): boolean {
+  const ha = createHash("sha256").update(a).digest();
+  const hb = createHash("sha256").update(b).digest();
+  return timingSafeEqual(ha, hb);
+}
+
+/** The guard for createServer(), or undefined when no password is configured. */
+export function basicAuthGuard(auth: AuthConfig): RequestHandler | undefined {
+  if (auth.password === "") return undefined;
+  return (req, res, next) => {
+    const header = req.headers.authorization ?? "";
+    const m = /^Basic ([A-Za-z0-9+/=]+)$/i.exec(header.trim());
+    const decoded = m ? Buffer.from(m[1]!, "base64").toString("utf8") : "";
+    const colon = decoded.indexOf(":");
+    const user = colon >= 0 ? decoded.slice(0, colon) : "";
+    const pass = colon >= 0 ? decoded.slice(colon + 1) : "";
+    // Evaluate both comparisons always, so timing does not say which one failed.
+    const userOk = same(user, auth.username);
+    const passOk = same(pass, auth.password);
+    if (m && userOk && passOk) {
+      next();
+      return;
+    }
+    res
+      .status(401)
+      .set("WWW-Authenticate", 'Basic realm="buildd", charset="UTF-8"')
+      .type("text/plain")
+      .send("Authentication required\n");
+  };
+}
