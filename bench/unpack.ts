@@ -1,0 +1,127 @@
+// unpack: time to unpack the real bookworm chroot tarball with our unpack()
+// (src/backends/unpack.ts: `tar -xvv` with every member checked as it goes, output to a
+// build log) against plain `tar -xf` of the same file, RUNS runs each, interleaved, each
+// into a fresh directory, removed (and synced) between runs. Target: ≤ 1.1×.
+//
+// The tarball: the newest *.tar.zst in /root/.cache/buildd-test/, else
+// /tmp/trial-chroot.tar.zst; without either, the benchmark says so and is skipped.
+
+import { spawn } from "node:child_process";
+import fs from "node:fs";
+import path from "node:path";
+import { unpack } from "../src/backends/unpack.js";
+import { BuildLog } from "../src/builder/buildlog.js";
+import { createScrubber } from "../src/process/scrub.js";
+import {
+  atMostRatio,
+  interleave,
+  main,
+  median,
+  MiB,
+  Report,
+  removeDir,
+  syncDisks,
+  tempDir,
+  timeMs,
+} from "./lib.js";
+
+const RUNS = 3;
+const CACHE_DIR = "/root/.cache/buildd-test";
+const FALLBACK = "/tmp/trial-chroot.tar.zst";
+
+function findTarball(): string | null {
+  try {
+    const newest = fs
+      .readdirSync(CACHE_DIR)
+      .filter((n) => n.endsWith(".tar.zst"))
+      .map((n) => path.join(CACHE_DIR, n))
+      .filter((p) => fs.statSync(p).isFile())
+      .sort((a, b) => fs.statSync(b).mtimeMs - fs.statSync(a).mtimeMs)[0];
+    if (newest) return newest;
+  } catch {
+    // no cache directory
+  }
+  return fs.existsSync(FALLBACK) ? FALLBACK : null;
+}
+
+function tarXf(tarball: string, dest: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn("tar", ["-xf", tarball, "-C", dest], {
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+    let err = "";
+    child.stderr.on("data", (c: Buffer) => (err += c.toString()));
+    child.once("error", reject);
+    child.once("exit", (code) =>
+      code === 0 ? resolve() : reject(new Error(`tar: ${code} ${err}`)),
+    );
+  });
+}
+
+await main("unpack", async () => {
+  const report = new Report("unpack");
+  const tarball = findTarball();
+  if (tarball === null) {
+    report.skip(
+      `no chroot tarball: neither ${CACHE_DIR}/*.tar.zst nor ${FALLBACK} exists (not built here)`,
+    );
+    report.write();
+    return;
+  }
+  const work = tempDir("unpack");
+  const logDir = tempDir("unpack-log");
+  const ours: number[] = [];
+  const ref: number[] = [];
+  let run = 0;
+  const fresh = (): string => {
+    const dest = path.join(work, `root-${run++}`);
+    fs.mkdirSync(dest);
+    return dest;
+  };
+  const dispose = (dest: string): void => {
+    removeDir(dest);
+    syncDisks();
+  };
+  let logBytes = 0;
+  syncDisks();
+  await interleave(
+    RUNS,
+    async () => {
+      const dest = fresh();
+      const log = BuildLog.create(path.join(logDir, "buildlog"), {
+        maxBytes: 1e9,
+        scrubber: createScrubber([]),
+      });
+      try {
+        ours.push(await timeMs(() => unpack(tarball, dest, { log, track: (p) => p })));
+        logBytes = log.size;
+      } finally {
+        log.close();
+        dispose(dest);
+      }
+    },
+    async () => {
+      const dest = fresh();
+      try {
+        ref.push(await timeMs(() => tarXf(tarball, dest)));
+      } finally {
+        dispose(dest);
+      }
+    },
+  );
+  const value = median(ours) / 1000;
+  const refValue = median(ref) / 1000;
+  report.add({
+    name: "chroot",
+    value,
+    unit: "s",
+    ref: { name: "tar -xf", value: refValue },
+    target: atMostRatio(value / refValue, 1.1),
+    samples: ours.length,
+  });
+  report.note(
+    `${tarball} (${(fs.statSync(tarball).size / MiB).toFixed(0)} MiB), median of ${RUNS} interleaved; ` +
+      `our build log ${logBytes} bytes`,
+  );
+  console.log(`  -> ${report.write({ tarball, oursMs: ours, refMs: ref })}`);
+});
