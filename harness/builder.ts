@@ -124,7 +124,12 @@ export async function startBuilderProcess(dirs: BuilderDirs): Promise<BuilderPro
     child.once("exit", (code, signal) => resolve(signal ?? code ?? -1)),
   );
   const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`builder did not start:\n${out}`)), 20_000);
+    // The URL is read from the "builder listening" line, logged at info: a config with
+    // [log] level above info cannot be started this way.
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`builder did not start (is [log] level info or lower?):\n${out}`));
+    }, 20_000);
     const onData = (chunk: Buffer): void => {
       out += chunk.toString("utf8");
       const m =

@@ -8,7 +8,7 @@ import type { Logger } from "./logger.js";
 import { createDispatcher } from "./rpc/dispatcher.js";
 import { createMethods } from "./rpc/methods.js";
 import { createServer } from "./server.js";
-import { basicAuthGuard } from "./auth.js";
+import { basicAuth } from "./auth.js";
 import { Builder } from "./builder/builder.js";
 import { Journal } from "./builder/journal.js";
 import { defaultRegistry } from "./buildtypes/registry.js";
@@ -18,7 +18,7 @@ import { VERSION } from "./version.js";
 import { openDatabase } from "./state/db.js";
 import { FileCache } from "./filecache/store.js";
 import { EnsurePresent } from "./filecache/ensurepresent.js";
-import { filecacheRoutes } from "./filecache/http.js";
+import { filecacheHandler } from "./filecache/http.js";
 import { CapabilityRegistry } from "./capabilities/registry.js";
 
 export interface RunningBuilder {
@@ -74,8 +74,8 @@ export async function startBuilder(config: Config, log: Logger): Promise<Running
     dispatcher: createDispatcher(methods, log, config.rpc.maxDepth),
     log,
     maxBody: config.rpc.maxBody,
-    guard: basicAuthGuard(config.auth),
-    filecache: filecacheRoutes({ cache, buildLogPath: () => builder.buildLogPath() }),
+    authorize: basicAuth(config.auth),
+    filecache: filecacheHandler({ cache, buildLogPath: () => builder.buildLogPath() }),
   });
 
   const server = http.createServer(app);

@@ -7,7 +7,6 @@
 // casual caller, the port scanner and the SSRF-by-ensurepresent.
 
 import { timingSafeEqual, createHash } from "node:crypto";
-import type { RequestHandler } from "express";
 
 export interface AuthConfig {
   readonly username: string;
@@ -21,27 +20,22 @@ function same(a: string, b: string): boolean {
   return timingSafeEqual(ha, hb);
 }
 
-/** The guard for createServer(), or undefined when no password is configured. */
-export function basicAuthGuard(auth: AuthConfig): RequestHandler | undefined {
-  if (auth.password === "") return undefined;
-  return (req, res, next) => {
-    const header = req.headers.authorization ?? "";
-    const m = /^Basic ([A-Za-z0-9+/=]+)$/i.exec(header.trim());
-    const decoded = m ? Buffer.from(m[1]!, "base64").toString("utf8") : "";
-    const colon = decoded.indexOf(":");
-    const user = colon >= 0 ? decoded.slice(0, colon) : "";
-    const pass = colon >= 0 ? decoded.slice(colon + 1) : "";
-    // Evaluate both comparisons always, so timing does not say which one failed.
-    const userOk = same(user, auth.username);
-    const passOk = same(pass, auth.password);
-    if (m && userOk && passOk) {
-      next();
-      return;
-    }
-    res
-      .status(401)
-      .set("WWW-Authenticate", 'Basic realm="buildd", charset="UTF-8"')
-      .type("text/plain")
-      .send("Authentication required\n");
-  };
+export const CHALLENGE = 'Basic realm="buildd", charset="UTF-8"';
+
+/** Whether an Authorization header carries the configured credentials. */
+export function isAuthorized(auth: AuthConfig, header: string | undefined): boolean {
+  const m = /^Basic ([A-Za-z0-9+/=]+)$/i.exec((header ?? "").trim());
+  const decoded = m ? Buffer.from(m[1]!, "base64").toString("utf8") : "";
+  const colon = decoded.indexOf(":");
+  const user = colon >= 0 ? decoded.slice(0, colon) : "";
+  const pass = colon >= 0 ? decoded.slice(colon + 1) : "";
+  // Evaluate both comparisons always, so timing does not say which one failed.
+  const userOk = same(user, auth.username);
+  const passOk = same(pass, auth.password);
+  return m !== null && userOk && passOk;
+}
+
+/** The check createServer() runs in front of /rpc and /filecache; null: no authentication. */
+export function basicAuth(auth: AuthConfig): ((header: string | undefined) => boolean) | null {
+  return auth.password === "" ? null : (header) => isAuthorized(auth, header);
 }

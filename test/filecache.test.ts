@@ -309,6 +309,24 @@ describe("/filecache/<name>", () => {
     assert.equal((await httpGet(url, { "if-none-match": '"other"' })).status, 200);
   });
 
+  test("If-Range, suffix and multiple ranges; methods other than GET and HEAD", async () => {
+    const url = `${b.url}/filecache/${sum}`;
+    const matching = await httpGet(url, { range: "bytes=0-3", "if-range": `"${sum}"` });
+    assert.equal(matching.status, 206);
+    assert.equal(matching.body.toString(), "0123");
+    const stale = await httpGet(url, { range: "bytes=0-3", "if-range": '"something-else"' });
+    assert.equal(stale.status, 200, "If-Range naming another version: the whole file");
+    assert.equal(stale.body.length, 20);
+    const suffix = await httpGet(url, { range: "bytes=-5" });
+    assert.equal(suffix.status, 206);
+    assert.equal(suffix.body.toString(), "fghij");
+    const several = await httpGet(url, { range: "bytes=0-1,5-6" });
+    assert.equal(several.status, 200, "several ranges: the whole file");
+    const put = await fetch(url, { method: "PUT", body: "x" });
+    assert.equal(put.status, 405);
+    assert.equal(put.headers.get("allow"), "GET, HEAD");
+  });
+
   test("names that are not a SHA-1 or buildlog are 404; no path leaves the cache", async () => {
     fs.writeFileSync(`${b.filecache}/.tmp-deadbeef`, "temp");
     for (const name of [

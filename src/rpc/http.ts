@@ -1,0 +1,90 @@
+// POST /rpc on plain node:http. This is the path a manager hits every few seconds per
+// builder; Express's routing and body parsing cost about as much as the call itself
+// (measured: bench/rpc.ts), so /rpc gets this lean handler and Express keeps the file
+// cache, where its sendFile (ranges, conditional requests) earns its keep.
+
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Logger } from "pino";
+import { CHALLENGE } from "../auth.js";
+import type { Dispatcher } from "./dispatcher.js";
+
+export interface RpcHttpDeps {
+  readonly dispatcher: Dispatcher;
+  readonly log: Logger;
+  readonly maxBody: number;
+  /** Authentication check on the Authorization header; null: none. */
+  readonly authorize: ((header: string | undefined) => boolean) | null;
+}
+
+/** /rpc, /rpc/ and /rpc/<anything> (the reference's resource is a leaf). */
+export function isRpcPath(url: string | undefined): boolean {
+  const path = (url ?? "").split("?", 1)[0]!;
+  return path === "/rpc" || path.startsWith("/rpc/");
+}
+
+function plain(
+  res: ServerResponse,
+  status: number,
+  text: string,
+  headers: Record<string, string> = {},
+): void {
+  res.writeHead(status, { "content-type": "text/plain; charset=utf-8", ...headers });
+  res.end(text);
+}
+
+export function rpcHandler(deps: RpcHttpDeps): (req: IncomingMessage, res: ServerResponse) => void {
+  const tooLarge = `Request body larger than ${deps.maxBody} bytes\n`;
+  return (req, res) => {
+    if (deps.authorize && !deps.authorize(req.headers.authorization)) {
+      plain(res, 401, "Authentication required\n", { "www-authenticate": CHALLENGE });
+      req.resume();
+      return;
+    }
+    if (req.method !== "POST") {
+      plain(res, 405, "Method Not Allowed\n", { allow: "POST" });
+      req.resume();
+      return;
+    }
+    const declared = Number(req.headers["content-length"] ?? 0);
+    if (declared > deps.maxBody) {
+      // Answer at once and close: reading a body we will refuse only costs bandwidth.
+      plain(res, 413, tooLarge, { connection: "close" });
+      req.destroy();
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let refused = false;
+    req.on("data", (chunk: Buffer) => {
+      if (refused) return;
+      size += chunk.length;
+      if (size > deps.maxBody) {
+        refused = true;
+        plain(res, 413, tooLarge, { connection: "close" });
+        req.destroy();
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on("error", () => undefined);
+    req.on("end", () => {
+      if (refused) return;
+      deps.dispatcher.dispatch(Buffer.concat(chunks, size)).then(
+        (xml) => {
+          const body = Buffer.from(xml, "utf8");
+          res.writeHead(200, {
+            "content-type": "text/xml; charset=utf-8",
+            "content-length": body.length,
+          });
+          res.end(body);
+        },
+        (err: unknown) => {
+          // The dispatcher answers every failure itself; this is a bug, not input.
+          deps.log.error({ err }, "dispatcher failed");
+          if (!res.headersSent) plain(res, 500, "Internal Server Error\n");
+          else res.destroy();
+        },
+      );
+    });
+  };
+}
