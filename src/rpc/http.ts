@@ -1,7 +1,7 @@
 // POST /rpc on plain node:http. This is the path a manager hits every few seconds per
-// builder; Express's routing and body parsing cost about as much as the call itself
-// (measured: bench/rpc.ts), so /rpc gets this lean handler and Express keeps the file
-// cache, where its sendFile (ranges, conditional requests) earns its keep.
+// builder; a framework's routing and body parsing cost about as much as the call itself
+// (measured with Express: bench/rpc.ts), so the body is read here with its size limit
+// and handed straight to the dispatcher.
 
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Logger } from "pino";
