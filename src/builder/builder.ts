@@ -113,11 +113,17 @@ export class Builder {
     return path.join(this.deps.statedir, "builds", String(seq));
   }
 
-  private transition(t: Transition): void {
+  /** Throws the transition's refusal unless it is allowed from the current state. */
+  private check(t: Transition): void {
     const spec = TRANSITIONS[t];
-    if (!(spec.from as readonly BuilderState[]).includes(this.state))
+    if (!(spec.from as readonly BuilderState[]).includes(this.state)) {
       throw illegalState(spec.refusal);
-    this.state = spec.to;
+    }
+  }
+
+  private transition(t: Transition): void {
+    this.check(t);
+    this.state = TRANSITIONS[t].to;
   }
 
   status(): XmlRpcStruct {
@@ -164,9 +170,7 @@ export class Builder {
       files[name] = sha1;
     }
     if (buildId === "") throw invalidArgument("build_id must not be empty");
-    if (!TRANSITIONS.start.from.includes(this.state as typeof BuilderStatus.IDLE)) {
-      throw illegalState(TRANSITIONS.start.refusal);
-    }
+    this.check("start");
     if (!isSafeComponent(buildId)) {
       throw invalidArgument(
         `build_id ${JSON.stringify(buildId.slice(0, 80))} is not a safe name (no "/", no control characters, at most 255 bytes)`,
@@ -181,8 +185,9 @@ export class Builder {
     const parsed = type.parseArgs(args, files);
     const gate = this.deps.gate?.(args) ?? { env: {}, logLines: [], extraStatus: {}, secrets: [] };
 
-    // Every check passed: from here on the build exists.
-    this.transition("start");
+    // Every check passed: from here on the build exists. The journal first: if recording
+    // it fails, nothing has changed and the call fails; once it is recorded, any failure
+    // ends the build as BUILDERFAIL (WAITING), never a builder stuck in BUILDING.
     const backendKind = type.backendFor(parsed);
     const seq = journal.begin({
       buildId,
@@ -192,24 +197,36 @@ export class Builder {
       filemap: files,
       args: type.journalArgs(args),
     });
-    const record = journal.get(seq)!;
-    const log = BuildLog.create(this.logPath, {
-      maxBytes: this.deps.limits.logMaxBytes,
-      scrubber: createScrubber([...type.secrets(parsed), ...gate.secrets]),
-    });
-    if (typeof args["build_url"] === "string") log.write(`${args["build_url"]}\n`);
-    for (const line of gate.logLines) log.write(`${line}\n`);
-    cache.hold(`build:${seq}`, [chrootSha1, ...Object.values(files)]);
+    this.transition("start");
     const cur: Current = {
-      record,
-      log,
+      record: journal.get(seq)!,
+      log: null,
       run: null,
       extraStatus: { ...gate.extraStatus },
       finished: null,
     };
     this.current = cur;
-    journal.setExtraStatus(seq, cur.extraStatus);
-    cur.finished = this.runBuild(cur, type, parsed, backendKind, files, gate.env, chrootSha1);
+    try {
+      cur.log = BuildLog.create(this.logPath, {
+        maxBytes: this.deps.limits.logMaxBytes,
+        scrubber: createScrubber([...type.secrets(parsed), ...gate.secrets]),
+      });
+      if (typeof args["build_url"] === "string") cur.log.write(`${args["build_url"]}\n`);
+      for (const line of gate.logLines) cur.log.write(`${line}\n`);
+      cache.hold(`build:${seq}`, [chrootSha1, ...Object.values(files)]);
+      journal.setExtraStatus(seq, cur.extraStatus);
+      cur.finished = this.runBuild(
+        cur,
+        type,
+        parsed,
+        backendKind,
+        files,
+        gate.env,
+        chrootSha1,
+      ).catch((err: unknown) => this.machineryFailed(cur, err));
+    } catch (err) {
+      this.machineryFailed(cur, err);
+    }
     this.deps.logger.info({ buildId, type: typeName, seq }, "build started");
     return [BuilderStatus.BUILDING, buildId];
   }
@@ -291,6 +308,15 @@ export class Builder {
     }
   }
 
+  /** Our own machinery threw: log it, and end the build as BUILDERFAIL if it still runs. */
+  private machineryFailed(cur: Current, err: unknown): void {
+    this.deps.logger.error({ err, buildId: cur.record.buildId }, "build machinery failed");
+    cur.log?.write(`[buildd] builder error: ${describeError(err)}\n`);
+    if (this.current === cur && this.state !== BuilderStatus.WAITING) {
+      this.finish(cur, BuildStatus.BUILDERFAIL, "", {}, []);
+    }
+  }
+
   private finish(
     cur: Current,
     status: BuildResult,
@@ -299,6 +325,14 @@ export class Builder {
     created: string[],
   ): void {
     const seq = cur.record.seq;
+    // Aborted after its last step (while results were gathered): still ABORTED, as the
+    // manager asked, unless the builder itself failed.
+    if (this.state === BuilderStatus.ABORTING && status !== BuildStatus.BUILDERFAIL) {
+      status = BuildStatus.ABORTED;
+      results = {};
+      created.forEach((sha1) => this.deps.cache.remove(sha1));
+      created = [];
+    }
     cur.log?.write(`[buildd] build finished: ${status}\n`);
     cur.log?.close();
     cur.log = null;
