@@ -77,6 +77,13 @@ describe("configuration", () => {
     assert.equal(config.build.abortTimeoutMs, 1500);
   });
 
+  test("a double-quoted value keeps ; and # (they start comments otherwise)", () => {
+    const file = writeConf('[auth]\npassword = "pa;ss#word"\nusername = ci ; the manager\n');
+    const config = loadConfig({ file });
+    assert.equal(config.auth.password, "pa;ss#word");
+    assert.equal(config.auth.username, "ci");
+  });
+
   test("the result is frozen", () => {
     const config = loadConfig({ cwd: tmpdir() });
     assert.ok(Object.isFrozen(config) && Object.isFrozen(config.builder));
