@@ -2,6 +2,8 @@
 // build → status → WAITING → results over /filecache → clean; refusals; abort that kills
 // everything; timeouts; log limits; credential scrubbing.
 import assert from "node:assert/strict";
+import path from "node:path";
+import Database from "better-sqlite3";
 import { after, before, describe, test } from "node:test";
 import { startTestBuilder, type TestBuilder } from "../harness/builder.js";
 import { RpcFault } from "../harness/client.js";
@@ -362,7 +364,7 @@ describe("build lifecycle (script builds on the host)", () => {
             run: `echo "Get:1 ${secretUrl} focal InRelease"; echo token=$API_TOKEN; sleep 4248.1`,
           },
         ],
-        { secrets: { API_TOKEN: "tok-123456789" } },
+        { secrets: { API_TOKEN: "tok-123456789" }, environment: { MIRROR: secretUrl } },
       ),
     );
     await eventually("output", async () =>
@@ -378,6 +380,16 @@ describe("build lifecycle (script builds on the host)", () => {
     await b.client.call("abort");
     await waitForState(b.client, "WAITING");
     await cleanUp();
+    // The journal on disk keeps the build's arguments without the secrets.
+    const db = new Database(path.join(b.statedir, "buildd.sqlite"), { readonly: true });
+    const rows = db.prepare("SELECT args FROM builds WHERE build_id = ?").all("SCRIPT-scrub") as {
+      args: string;
+    }[];
+    db.close();
+    assert.equal(rows.length, 1);
+    assert.match(rows[0]!.args, /API_TOKEN/);
+    assert.match(rows[0]!.args, /http:\/\/archive\.example\/ubuntu/);
+    assert.doesNotMatch(rows[0]!.args, /s3cr3t-pass|tok-123456789/);
     // ensurepresent logs its URL: the builder's own log must not show the password.
     await b.client.call(
       "ensurepresent",

@@ -17,8 +17,8 @@ import { isSafeComponent } from "../buildtypes/names.js";
 import { describeError, illegalState, invalidArgument } from "../errors.js";
 import type { FileCache } from "../filecache/store.js";
 import { signalNamespace } from "../process/pidns.js";
-import { createScrubber } from "../process/scrub.js";
-import type { XmlRpcStruct } from "../rpc/codec.js";
+import { createScrubber, scrubText } from "../process/scrub.js";
+import type { XmlRpcStruct, XmlRpcValue } from "../rpc/codec.js";
 import { BuildLog, readLogTail } from "./buildlog.js";
 import type { BuildRecord, Journal } from "./journal.js";
 import { RunningBuild } from "./running-build.js";
@@ -58,6 +58,19 @@ const WITH_FILES: readonly BuildResult[] = [
   BuildStatus.DEPFAIL,
 ];
 
+/** Credentials in any string of the arguments (e.g. archives lines) never reach the journal. */
+function scrubValues(value: XmlRpcStruct): XmlRpcStruct {
+  const walk = (v: XmlRpcValue): XmlRpcValue => {
+    if (typeof v === "string") return scrubText(v);
+    if (Array.isArray(v)) return v.map(walk);
+    if (v !== null && typeof v === "object" && !Buffer.isBuffer(v) && !(v instanceof Date)) {
+      return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, walk(x)]));
+    }
+    return v;
+  };
+  return walk(value) as XmlRpcStruct;
+}
+
 export type BackendFactory = (kind: "host" | "chroot", workspace: string) => Backend;
 
 /** A check a build must pass before it starts (capabilities plug in here). */
@@ -83,7 +96,8 @@ export interface BuilderDeps {
 }
 
 interface Current {
-  readonly record: BuildRecord;
+  /** The journal's record: as started, then as finished (status() reads it, not the DB). */
+  record: BuildRecord;
   log: BuildLog | null;
   run: RunningBuild | null;
   extraStatus: XmlRpcStruct;
@@ -135,7 +149,7 @@ export class Builder {
     if (this.state === BuilderStatus.BUILDING) {
       out["logtail"] = readLogTail(this.logPath, 2048);
     } else if (this.state === BuilderStatus.WAITING) {
-      const rec = this.deps.journal.get(cur.record.seq) ?? cur.record;
+      const rec = cur.record;
       out["build_status"] = rec.buildStatus;
       if (rec.buildStatus !== null && WITH_FILES.includes(rec.buildStatus)) {
         out["filemap"] = { ...rec.results };
@@ -195,7 +209,7 @@ export class Builder {
       backend: backendKind,
       chrootSha1,
       filemap: files,
-      args: type.journalArgs(args),
+      args: scrubValues(type.journalArgs(args)),
     });
     this.transition("start");
     const cur: Current = {
@@ -338,6 +352,7 @@ export class Builder {
     cur.log = null;
     this.transition("finish");
     this.deps.journal.finish(seq, { status, dependencies, results, created });
+    cur.record = this.deps.journal.get(seq) ?? cur.record;
     this.deps.cache.hold(`results:${seq}`, Object.values(results));
     this.deps.cache.release(`build:${seq}`);
     cur.run = null;
