@@ -1,4 +1,4 @@
-// Shared helpers for the benchmarks (see /work/shared/BENCHMARKS.md): result lines and
+// Shared helpers for the benchmarks (see BENCHMARKS.md in the shared project docs): result lines and
 // JSON, statistics, cleanup that also runs on failure, a builder in a child process, a
 // keep-alive XML-RPC connection, a 1 GiB test file, nginx and a node:http file server.
 //

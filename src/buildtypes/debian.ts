@@ -26,7 +26,7 @@ export function field(text: string, name: string): string | null {
   return m ? m[1]!.replace(/\n[ \t]+/g, " ").trim() : null;
 }
 
-/** Remove architecture qualifiers and restrictions: `foo:any (>= 1) [amd64] <!nocheck>` → `foo (>= 1)`. */
+/** Remove architecture qualifiers (the part after a colon, e.g. any or amd64) and restrictions: `foo (>= 1) [amd64] <!nocheck>` → `foo (>= 1)`. */
 export function stripQualifiers(dep: string): string {
   return dep
     .replace(/\[[^\]]*\]/g, "")
