@@ -162,3 +162,84 @@ export function processesRootedUnder(dir: string): number[] {
   }
   return out;
 }
+
+export interface AptRepo {
+  /** The `archives` line for a build: `deb <url> ./` (a flat repository). */
+  readonly archive: string;
+  /** The repository's signing key, ASCII-armoured and base64-encoded (`trusted_keys`). */
+  readonly keyBase64: string;
+}
+
+/**
+ * A real, signed, flat apt repository holding one package (`name`, Architecture: all),
+ * served by the test librarian under `/<prefix>/`. The key is made for the test in a
+ * throwaway GnuPG home.
+ */
+export async function makeAptRepo(
+  serve: (path: string, body: Buffer) => string,
+  prefix: string,
+  name: string,
+): Promise<AptRepo> {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), "buildd-aptrepo-"));
+  try {
+    const pkg = path.join(root, "pkg");
+    fs.mkdirSync(path.join(pkg, "DEBIAN"), { recursive: true });
+    fs.mkdirSync(path.join(pkg, "usr/share/doc", name), { recursive: true });
+    fs.writeFileSync(path.join(pkg, "usr/share/doc", name, "README"), "test dependency\n");
+    fs.writeFileSync(
+      path.join(pkg, "DEBIAN/control"),
+      `Package: ${name}\nVersion: 1.0\nArchitecture: all\nMaintainer: buildd tests <buildd@example.invalid>\nDescription: a build dependency only this repository has\n`,
+    );
+    const repo = path.join(root, "repo");
+    fs.mkdirSync(repo);
+    const deb = `${name}_1.0_all.deb`;
+    await run("dpkg-deb", ["--root-owner-group", "--build", pkg, path.join(repo, deb)]);
+    const { stdout: packages } = await run("dpkg-scanpackages", ["-m", "."], { cwd: repo });
+    const packagesBuf = Buffer.from(packages);
+    const sha256 = createHash("sha256").update(packagesBuf).digest("hex");
+    const release = [
+      "Origin: buildd-test",
+      "Label: buildd-test",
+      `Date: ${new Date(Date.now() - 60_000).toUTCString()}`,
+      "SHA256:",
+      ` ${sha256} ${packagesBuf.length} Packages`,
+      "",
+    ].join("\n");
+    const gnupg = path.join(root, "gnupg");
+    fs.mkdirSync(gnupg, { mode: 0o700 });
+    const gpg = (args: string[], input?: string) =>
+      execFileSync(
+        "gpg",
+        ["--homedir", gnupg, "--batch", "--pinentry-mode", "loopback", "--passphrase", "", ...args],
+        {
+          input,
+          maxBuffer: 16 << 20,
+        },
+      );
+    gpg([
+      "--quick-gen-key",
+      "buildd test repository <repo@example.invalid>",
+      "ed25519",
+      "sign",
+      "never",
+    ]);
+    const inRelease = gpg(["--clearsign", "--output", "-"], release);
+    const key = gpg(["--armor", "--export"]);
+    for (const dir of [`/${prefix}`, `/${prefix}/.`]) {
+      serve(`${dir}/Packages`, packagesBuf);
+      serve(`${dir}/Release`, Buffer.from(release));
+      serve(`${dir}/InRelease`, inRelease);
+      serve(`${dir}/${deb}`, fs.readFileSync(path.join(repo, deb)));
+    }
+    const base = serve(`/${prefix}/`, Buffer.alloc(0)).replace(/\/$/, "");
+    return { archive: `deb ${base} ./`, keyBase64: key.toString("base64") };
+  } finally {
+    // Stop the gpg-agent the key generation started in the throwaway home.
+    try {
+      execFileSync("gpgconf", ["--homedir", path.join(root, "gnupg"), "--kill", "gpg-agent"]);
+    } catch {
+      // no agent was started
+    }
+    fs.rmSync(root, { recursive: true, force: true });
+  }
+}

@@ -16,6 +16,7 @@ import type { RpcClient } from "../harness/client.js";
 import {
   bookwormChroot,
   chrootTestsUnavailable,
+  makeAptRepo,
   makeSourcePackage,
   mountsUnder,
   processesRootedUnder,
@@ -134,6 +135,37 @@ describe("binarypackage builds in a chroot", { skip: unavailable ?? false }, () 
     );
     const sum = (s["filemap"] as Record<string, string>)["version.txt"]!;
     assert.match(await fetchText(`${b.url}/filecache/${sum}`), /^12\.\d+\n\/build\n$/);
+    await b.client.call("clean");
+    assertNothingLeft();
+  });
+
+  test("archives and trusted_keys: a build dependency only a signed private archive has", async () => {
+    const repo = await makeAptRepo(
+      (p, body) => lib.add(p, body),
+      "private-archive",
+      "buildd-test-dep",
+    );
+    const filemap = await upload(b.client, {
+      name: "buildd-needs-private",
+      buildDepends: "buildd-test-dep",
+    });
+    const args = { ...ARGS, archives: [repo.archive], trusted_keys: [repo.keyBase64] };
+    await b.client.call("build", "PKG-private", "binarypackage", chrootSha1, filemap, args);
+    const s = await waitForState(b.client, "WAITING", 300_000);
+    const log = await fetchText(`${b.url}/filecache/buildlog`);
+    assert.equal(s["build_status"], "BuildStatus.OK", log.slice(-3000));
+    assert.ok(log.includes(repo.archive), "the sources step shows the replaced sources");
+    assert.match(log, /Setting up buildd-test-dep \(1\.0\)/);
+    await b.client.call("clean");
+
+    // The same archive without its key: apt refuses it, the chroot cannot be set up.
+    await b.client.call("build", "PKG-unsigned", "binarypackage", chrootSha1, filemap, {
+      ...ARGS,
+      archives: [repo.archive],
+    });
+    const u = await waitForState(b.client, "WAITING", 300_000);
+    assert.equal(u["build_status"], "BuildStatus.CHROOTFAIL");
+    assert.match(await fetchText(`${b.url}/filecache/buildlog`), /NO_PUBKEY|is not signed/);
     await b.client.call("clean");
     assertNothingLeft();
   });
