@@ -81,7 +81,7 @@ export class EnsurePresent {
       // A body without Content-Length could not be reserved up front: check now.
       releaseReservation();
       this.cache.reserve(result.bytes, true);
-      this.cache.commit(temp, sha1, result.bytes);
+      await this.cache.commit(temp, sha1, result.bytes);
       log.info({ bytes: result.bytes }, "downloaded");
       return [true, "Download"];
     } catch (err) {

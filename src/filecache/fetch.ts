@@ -57,7 +57,7 @@ export interface FetchResult {
 }
 
 const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
-const WRITE_HIGH_WATER_MARK = 1024 * 1024;
+const WRITE_HIGH_WATER_MARK = 256 * 1024;
 
 /** Download `req.url` to `req.destPath`; on failure nothing is left at `destPath`. */
 export function fetchToFile(req: FetchRequest): Promise<FetchResult> {

@@ -64,14 +64,14 @@ export class FileCache {
    * the file and checked its digest. If the entry exists already, the temp is dropped.
    * Returns whether the entry is new.
    */
-  commit(tempPath: string, sha1: string, size: number): boolean {
+  async commit(tempPath: string, sha1: string, size: number): Promise<boolean> {
     if (!isSha1(sha1)) throw new Error(`not a SHA-1: ${sha1}`);
     const existed = fs.existsSync(this.pathOf(sha1));
     if (existed) {
       fs.rmSync(tempPath, { force: true });
     } else {
       fs.renameSync(tempPath, this.pathOf(sha1));
-      fsyncDir(this.dir);
+      await fsyncPath(this.dir);
     }
     const t = this.now();
     this.db
@@ -101,15 +101,10 @@ export class FileCache {
         },
         out,
       );
-      const fd = fs.openSync(temp, "r");
-      try {
-        fs.fsyncSync(fd);
-      } finally {
-        fs.closeSync(fd);
-      }
+      await fsyncPath(temp);
       const sha1 = hash.digest("hex");
       this.reserve(size, true);
-      const added = this.commit(temp, sha1, size);
+      const added = await this.commit(temp, sha1, size);
       return { sha1, size, added };
     } catch (err) {
       fs.rmSync(temp, { force: true });
@@ -258,11 +253,15 @@ export async function sha1OfFile(file: string): Promise<string> {
   return hash.digest("hex");
 }
 
-export function fsyncDir(dir: string): void {
-  const fd = fs.openSync(dir, "r");
+/**
+ * fsync a file or directory off the main thread: on a busy disk an fsync can take
+ * hundreds of milliseconds, and status() must keep answering meanwhile.
+ */
+export async function fsyncPath(file: string): Promise<void> {
+  const handle = await fs.promises.open(file, "r");
   try {
-    fs.fsyncSync(fd);
+    await handle.sync();
   } finally {
-    fs.closeSync(fd);
+    await handle.close();
   }
 }
