@@ -214,6 +214,8 @@ export async function makeAptRepo(
         {
           input,
           maxBuffer: 16 << 20,
+          // gpg narrates key generation on stderr; keep it out of the test output.
+          stdio: ["pipe", "pipe", "pipe"],
         },
       );
     gpg([
