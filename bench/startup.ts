@@ -4,7 +4,7 @@
 //
 // Each run uses fresh directories (a new journal), a free port chosen beforehand, and
 // polls echo() every POLL_MS on a new connection from spawn() on. dist/ is compiled
-// first (npx tsc -p tsconfig.build.json) if it is missing or older than any src/ file.
+// first (npm run prepare) if it is missing or older than any src/ file.
 
 import { spawn, spawnSync } from "node:child_process";
 import fs from "node:fs";
@@ -30,8 +30,8 @@ function ensureDist(report: Report): string | null {
   const fresh = (): boolean =>
     fs.existsSync(cli) && fs.statSync(cli).mtimeMs >= newestMtime(path.join(ROOT, "src"));
   if (fresh()) return null;
-  report.note("dist/ is missing or stale: npx tsc -p tsconfig.build.json");
-  const r = spawnSync("npx", ["tsc", "-p", "tsconfig.build.json"], {
+  report.note("dist/ is missing or stale: npm run prepare");
+  const r = spawnSync("npm", ["run", "prepare"], {
     cwd: ROOT,
     encoding: "utf8",
   });

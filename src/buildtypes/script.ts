@@ -16,7 +16,6 @@
 
 import fs from "node:fs";
 import path from "node:path";
-import { glob } from "tinyglobby";
 import { invalidArgument } from "../errors.js";
 import type { XmlRpcStruct, XmlRpcValue } from "../rpc/codec.js";
 import { BuildStatus } from "../builder/states.js";
@@ -166,6 +165,8 @@ async function collectArtifacts(
   if (patterns.length === 0) return [];
   // Globs are relative to where the steps ran: the workspace on the host, /build in a chroot.
   const root = fs.realpathSync(ctx.backend.resolve(ctx.backend.defaultCwd));
+  // Loaded here, not at start-up: only builds with artifacts need it.
+  const { glob } = await import("tinyglobby");
   const matches = await glob([...patterns], {
     cwd: root,
     onlyFiles: true,
