@@ -23,7 +23,8 @@ export interface FilecacheRoutesDeps {
 }
 
 const PREFIX = "/filecache/";
-const READ_CHUNK = 1024 * 1024;
+/** Measured (bench/filecache.ts): 4 MiB reads reach nginx with one client, 1 MiB 0.75×. */
+const READ_CHUNK = 4 * 1024 * 1024;
 
 export function isFilecachePath(url: string | undefined): boolean {
   return (url ?? "").startsWith(PREFIX);
