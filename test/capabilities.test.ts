@@ -6,9 +6,8 @@
 import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
 import fs from "node:fs";
-import os from "node:os";
-import path from "node:path";
 import { after, before, describe, test } from "node:test";
+import { configErrorOf, writeConfigFile } from "../harness/config.js";
 import { startTestBuilder, type RawSections, type TestBuilder } from "../harness/builder.js";
 import { RpcFault } from "../harness/client.js";
 import { fetchText, makeTarball, putInCache, status, waitForState } from "../harness/fixtures.js";
@@ -149,28 +148,9 @@ describe("requirements", () => {
   });
 });
 
-function writeConf(text: string): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "buildd-caps-"));
-  const file = path.join(dir, "buildd.conf");
-  fs.writeFileSync(file, text);
-  return file;
-}
-
-function configError(text: string): string {
-  const file = writeConf(text);
-  try {
-    loadConfig({ file });
-  } catch (err) {
-    assert.ok(err instanceof BuilddError && err.code === "BUILDD_ERR_CONFIG", String(err));
-    assert.ok(err.message.startsWith(file), err.message);
-    return `FILE${err.message.slice(file.length)}`;
-  }
-  assert.fail("expected a configuration error");
-}
-
 describe("[capabilities] and [capability_env] in buildd.conf", () => {
   test("the documented example loads, between ordinary sections", () => {
-    const file = writeConf(
+    const file = writeConfigFile(
       [
         "[builder]",
         "bindport = 0",
@@ -225,7 +205,7 @@ describe("[capabilities] and [capability_env] in buildd.conf", () => {
   });
 
   test("defaults: no capabilities, not reserved, probes every 60 s", () => {
-    const config = loadConfig({ file: writeConf("[builder]\nbindport = 1\n") });
+    const config = loadConfig({ file: writeConfigFile("[builder]\nbindport = 1\n") });
     assert.deepEqual(config.capabilities, []);
     assert.deepEqual(config.capabilityEnv, {});
     assert.deepEqual(config.builder.onlyIfRequires, []);
@@ -234,7 +214,7 @@ describe("[capabilities] and [capability_env] in buildd.conf", () => {
 
   test("each malformed line is named by its line number", () => {
     const caps = (...lines: string[]): string =>
-      configError(["[builder]", "bindport = 0", "[capabilities]", ...lines].join("\n"));
+      configErrorOf(["[builder]", "bindport = 0", "[capabilities]", ...lines].join("\n"));
     assert.equal(
       caps("postgresql 15", "port=5432"),
       'FILE line 5: [capabilities] "port=5432": a key=value without a name (a line starts with the capability\'s name)',
@@ -280,7 +260,7 @@ describe("[capabilities] and [capability_env] in buildd.conf", () => {
       'FILE line 4: [capabilities] "9port" is not a valid property name',
     );
     const envs = (...lines: string[]): string =>
-      configError(["[capability_env]", ...lines].join("\n"));
+      configErrorOf(["[capability_env]", ...lines].join("\n"));
     assert.equal(
       envs("rabbitmq RMQ-BASE=base_uri"),
       'FILE line 2: [capability_env] "RMQ-BASE" is not a valid environment variable name',
@@ -302,15 +282,15 @@ describe("[capabilities] and [capability_env] in buildd.conf", () => {
 
   test("the rest of the file is still validated as before; only_if_requires must be declared", () => {
     assert.equal(
-      configError("[capabilities]\npg 1\n[builder]\nbindprot = 1\n"),
+      configErrorOf("[capabilities]\npg 1\n[builder]\nbindprot = 1\n"),
       'FILE: unknown key "bindprot" in section [builder]',
     );
     assert.equal(
-      configError("[builder]\nonly_if_requires = selenium-server\n[capabilities]\npg 1\n"),
+      configErrorOf("[builder]\nonly_if_requires = selenium-server\n[capabilities]\npg 1\n"),
       'FILE: [builder] only_if_requires names "selenium-server", which is not declared in [capabilities]',
     );
     assert.equal(
-      configError("[builder]\nprobe_interval = 0\n"),
+      configErrorOf("[builder]\nprobe_interval = 0\n"),
       'FILE: [builder] probe_interval = "0" is not a positive number of seconds',
     );
   });

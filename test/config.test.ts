@@ -4,32 +4,15 @@ import os from "node:os";
 import path from "node:path";
 import { describe, test } from "node:test";
 import { CONFIG_KEYS } from "../src/config-keys.js";
+import { configErrorOf, writeConfigFile } from "../harness/config.js";
 import { loadConfig } from "../src/config.js";
-import { BuilddError } from "../src/errors.js";
 
 function tmpdir(): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), "buildd-config-"));
 }
 
-function writeConf(text: string): string {
-  const dir = tmpdir();
-  const file = path.join(dir, "buildd.conf");
-  fs.writeFileSync(file, text);
-  return file;
-}
-
-function configError(text: string): string {
-  const file = writeConf(text);
-  try {
-    loadConfig({ file });
-  } catch (err) {
-    assert.ok(err instanceof BuilddError, String(err));
-    assert.equal(err.code, "BUILDD_ERR_CONFIG");
-    assert.ok(err.message.startsWith(file), `message names the file: ${err.message}`);
-    return err.message.slice(file.length + 2);
-  }
-  assert.fail("expected a configuration error");
-}
+/** The error's text after "<file>: ". */
+const configError = (text: string): string => configErrorOf(text).replace(/^FILE: /, "");
 
 describe("configuration", () => {
   test("defaults: loopback, port 8221, var/ under the working directory", () => {
@@ -53,7 +36,9 @@ describe("configuration", () => {
   });
 
   test("relative paths resolve against the file's folder; BUILDD_CONFIG is read", () => {
-    const file = writeConf("[builder]\nfilecache = c\nstatedir = s\narchitecturetag = riscv64\n");
+    const file = writeConfigFile(
+      "[builder]\nfilecache = c\nstatedir = s\narchitecturetag = riscv64\n",
+    );
     const config = loadConfig({ env: { BUILDD_CONFIG: file }, cwd: "/" });
     assert.equal(config.file, file);
     assert.equal(config.builder.filecache, path.join(path.dirname(file), "c"));
@@ -62,13 +47,13 @@ describe("configuration", () => {
   });
 
   test("--config wins over BUILDD_CONFIG", () => {
-    const a = writeConf("[builder]\nbindport = 1234\n");
-    const b = writeConf("[builder]\nbindport = 5678\n");
+    const a = writeConfigFile("[builder]\nbindport = 1234\n");
+    const b = writeConfigFile("[builder]\nbindport = 5678\n");
     assert.equal(loadConfig({ file: a, env: { BUILDD_CONFIG: b } }).builder.bindport, 1234);
   });
 
   test("sizes and seconds are parsed with units", () => {
-    const file = writeConf(
+    const file = writeConfigFile(
       "[cache]\nmax_size = 2G\nmin_free = 512M\n[build]\nabort_timeout = 1.5\n",
     );
     const config = loadConfig({ file });
@@ -78,7 +63,7 @@ describe("configuration", () => {
   });
 
   test("a double-quoted value keeps ; and # (they start comments otherwise)", () => {
-    const file = writeConf('[auth]\npassword = "pa;ss#word"\nusername = ci ; the manager\n');
+    const file = writeConfigFile('[auth]\npassword = "pa;ss#word"\nusername = ci ; the manager\n');
     const config = loadConfig({ file });
     assert.equal(config.auth.password, "pa;ss#word");
     assert.equal(config.auth.username, "ci");
