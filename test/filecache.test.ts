@@ -112,11 +112,14 @@ describe("ensurepresent", () => {
   });
 
   test("wrong content → digests did not match, nothing kept", async () => {
-    const url = lib.add("/wrong", Buffer.from("not what you asked for"));
+    const served = Buffer.from("not what you asked for");
+    const asked = Buffer.from("what you asked for");
+    const url = lib.add("/wrong", served);
+    // The reference's text first (managers match on it), then both digests.
     await expectFailure(
       url,
-      Buffer.from("what you asked for"),
-      "Digests did not match, removing again!",
+      asked,
+      `Digests did not match, removing again! (expected ${sha1(asked)}, got ${sha1(served)})`,
     );
   });
 

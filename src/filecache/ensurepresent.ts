@@ -14,7 +14,12 @@ import { NotEnoughSpace, type FileCache } from "./store.js";
 
 export type EnsureResult = [present: boolean, info: string];
 
+/** The reference's exact text: managers match on it, so it stays the prefix. */
 export const DIGEST_MISMATCH = "Digests did not match, removing again!";
+/** The fixed text, then which digest was asked for and which the body had. */
+export function digestMismatch(expected: string, actual: string): string {
+  return `${DIGEST_MISMATCH} (expected ${expected}, got ${actual})`;
+}
 const librarianError = (reason: string): EnsureResult => [
   false,
   `Error accessing Librarian: ${reason}`,
@@ -76,7 +81,7 @@ export class EnsurePresent {
       });
       if (result.sha1 !== sha1) {
         log.warn({ actual: result.sha1 }, "digest mismatch");
-        return [false, DIGEST_MISMATCH];
+        return [false, digestMismatch(sha1, result.sha1)];
       }
       // A body without Content-Length could not be reserved up front: check now.
       releaseReservation();
