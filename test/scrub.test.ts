@@ -1,5 +1,10 @@
-import { test } from "node:test";
+// The scrubber's rules (unit tests), then the same rules through the real server: a URL
+// whose password holds ":" never reaches the builder's own log or a build log in clear.
+import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { startTestBuilder, type TestBuilder } from "../harness/builder.js";
+import { fetchText, makeTarball, putInCache, waitForState } from "../harness/fixtures.js";
+import { startLibrarian, type Librarian } from "../harness/librarian.js";
 import {
   MASK,
   MAX_HOLD_BACK,
@@ -24,10 +29,37 @@ test("URL credentials are removed, the host kept", () => {
   );
 });
 
+test("the userinfo follows the URL grammar: a password may hold ':', ';', '%40' and more", () => {
+  // RFC 3986 §3.2.1: userinfo = *( unreserved / pct-encoded / sub-delims / ":" ).
+  for (const password of ["pa:ss", "p;w=1", "pa%40ss", "a!$&'()*+,;=b", "x:y:z", "::"]) {
+    assert.equal(scrubText(`get http://user:${password}@host/x ok`), "get http://host/x ok");
+  }
+  assert.equal(scrubText("http://:pa:ss@host:8080?q#f"), "http://host:8080?q#f");
+  // A raw "@" is not legal in the userinfo, but URL parsers (Node's included) end the
+  // userinfo at the last "@" of the authority: all of it is the credential.
+  assert.equal(scrubText("http://user:p@ss@host/"), "http://host/");
+  assert.equal(scrubText("http://us@er:pw@host/"), "http://host/");
+  // The authority ends at "/", "?" or "#": an "@" after them is not a credential.
+  assert.equal(scrubText("http://h:80/a:b@c http://h?u:p@x"), "http://h:80/a:b@c http://h?u:p@x");
+  // The builder's own log is JSON lines: the closing quote ends the URL.
+  assert.equal(
+    scrubText('{"url":"http://user:pa:ss@127.0.0.1:8/x","msg":"a:b@c"}'),
+    '{"url":"http://127.0.0.1:8/x","msg":"a:b@c"}',
+  );
+  // Two URLs in one token, or one after another on a line, each lose their own.
+  assert.equal(
+    scrubText("a=http://u:p:1@h1,b=https://v:q:2@h2/ c http://w:r:3@h3"),
+    "a=http://h1,b=https://h2/ c http://h3",
+  );
+});
+
 test("text without credentials is unchanged", () => {
   for (const text of [
     "http://host:8080/path",
     "http://user@host/",
+    "http://user@host:8080/",
+    "http://[::1]:8080/x",
+    "http://user:@host/", // an empty password: nothing to hide
     "https://host/a:b@c", // ':' after a '/' is not a credential
     "time 12:34:56 @home",
     "",
@@ -93,11 +125,13 @@ test("StreamScrubber never emits a credential split at any byte offset", () => {
   const secrets = ["hunter22", "two words"];
   const input = Buffer.from(
     "Get:1 http://buildd:secret@ftpmaster.internal focal\n" +
+      '{"url":"http://user:pa:ss@host:8/x"} clone git+ssh://me:p;w=1@git.example/r\n' +
       "proxy=http://p:3128,proxyauth=user:abc-123 next\r" +
       "pw hunter22 and two words here\n",
   );
   const expected = Buffer.from(
     "Get:1 http://ftpmaster.internal focal\n" +
+      '{"url":"http://host:8/x"} clone git+ssh://git.example/r\n' +
       "proxy=http://p:3128 next\r" +
       `pw ${MASK} and ${MASK} here\n`,
   );
@@ -143,4 +177,48 @@ test("StreamScrubber keeps invalid UTF-8 split across chunks intact", () => {
   const s = new StreamScrubber(createScrubber());
   const raw = Buffer.from([0x61, 0xe2, 0x82, 0x20, 0xff, 0xc3]);
   assert.deepEqual(streamAll(s, [raw.subarray(0, 2), raw.subarray(2, 5), raw.subarray(5)]), raw);
+});
+
+describe("through the real server, a password with ':' never shows", () => {
+  let b: TestBuilder;
+  let lib: Librarian;
+  before(async () => {
+    b = await startTestBuilder();
+    lib = await startLibrarian();
+  });
+  after(async () => {
+    await b.stop();
+    await lib.close();
+  });
+
+  // The password in clear, and as a URL parser percent-encodes it.
+  const leaks = (text: string): string[] =>
+    ["pa:ss-q7", "pa%3Ass-q7"].filter((form) => text.includes(form));
+
+  test("ensurepresent's URL in the builder's own log", async () => {
+    const body = Buffer.from("behind a password with a colon\n");
+    const plain = lib.add("/x", body, { kind: "auth", username: "user", password: "pa:ss-q7" });
+    const url = plain.replace("http://", "http://user:pa:ss-q7@");
+    await b.client.call("ensurepresent", "0".repeat(40), url, null, null);
+    const host = new URL(plain).host;
+    // The URL was logged (so the check below can fail), with its credentials removed.
+    assert.ok(b.logText().includes(`"url":"http://${host}/x"`), b.logText());
+    assert.deepEqual(leaks(b.logText()), []);
+  });
+
+  test("a script build that prints such a URL: build log and builder log", async () => {
+    const tree = await putInCache(b.client, lib, makeTarball({ README: "tree\n" }));
+    const url = "http://user:pa:ss-q7@git.example/r.git";
+    const args = { steps: [{ name: "clone", run: `echo "cloning ${url}"` }] };
+    assert.deepEqual(await b.client.call("build", "SCRUB-1", "script", tree, {}, args), [
+      "BuilderStatus.BUILDING",
+      "SCRUB-1",
+    ]);
+    await waitForState(b.client, "WAITING");
+    const log = await fetchText(`${b.url}/filecache/buildlog`);
+    assert.ok(log.includes("cloning http://git.example/r.git\n"), log);
+    assert.deepEqual(leaks(log), []);
+    assert.deepEqual(leaks(b.logText()), []);
+    assert.equal(await b.client.call("clean"), "BuilderStatus.IDLE");
+  });
 });

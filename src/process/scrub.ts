@@ -1,8 +1,8 @@
 // Credential scrubbing for everything the build log shows.
 //
 // Two kinds of credentials are removed:
-//  - URL/proxy patterns (the reference's `_sanitizeURLs`): `scheme://user:pass@host`
-//    loses `user:pass@`, and `,proxyauth=user:token` disappears;
+//  - URL/proxy patterns: `scheme://user:pass@host` loses `user:pass@` (the userinfo, by
+//    the rules of the URL grammar, below), and `,proxyauth=user:token` disappears;
 //  - literal secrets a build declares (a password in its arguments), masked as `********`.
 //
 // Matching works on bytes: a Buffer is decoded as latin1 (one char per byte), scrubbed,
@@ -18,8 +18,20 @@ export const MIN_SECRET_LENGTH = 4;
 
 // ASCII whitespace: tab, LF, VT, FF, CR, space.
 const WS = "\\t\\n\\v\\f\\r ";
-// user (may be empty) ":" password (non-empty) "@" then the rest of the token.
-const URL_CREDENTIALS = new RegExp(`://([^:@/${WS}]*:[^:@/${WS}]+@)([^${WS}]+)`, "g");
+// Where a URL's authority ends (RFC 3986 §3.2: the next "/", "?" or "#"), and where a
+// token of text ends: whitespace, and `"` (the builder's own log is JSON lines, so a URL
+// there is followed by a quote).
+const AUTHORITY_END = `/?#"${WS}`;
+// The userinfo: everything in the authority before its "@", with a ":" in it and a
+// non-empty password after that ":". RFC 3986 §3.2.1 allows ":" in the password
+// (`userinfo = *( unreserved / pct-encoded / sub-delims / ":" )`), so `user:pa:ss@`,
+// `u:p;w=1@` and `u:pa%40ss@` are credentials whole. A raw "@" is not legal there, but
+// WHATWG URL parsers (Node's own, which our downloads use) take the *last* "@" of the
+// authority as the end of the userinfo, so a sloppy `user:p@ss@host` is sent with the
+// password `p@ss`: matching greedily up to the last "@" scrubs what would be sent.
+// Bytes outside the grammar (non-ASCII) are matched too: when in doubt, scrub.
+// A match never contains whitespace, which the streaming scrubber relies on.
+const URL_CREDENTIALS = new RegExp(`://[^:${AUTHORITY_END}]*:[^${AUTHORITY_END}]+@`, "g");
 // The reference uses `[^:]+` for the user; we stop at whitespace too so a match never
 // spans two tokens (the streaming scrubber relies on that).
 const PROXY_AUTH = new RegExp(`,proxyauth=[^:${WS}]+:[A-Za-z0-9-]+`, "g");
@@ -35,7 +47,7 @@ export interface Scrubber {
 
 /** URL/proxy patterns only. */
 export function scrubText(text: string): string {
-  return text.replace(URL_CREDENTIALS, "://$2").replace(PROXY_AUTH, "");
+  return text.replace(URL_CREDENTIALS, "://").replace(PROXY_AUTH, "");
 }
 
 function replaceAll(text: string, secrets: readonly string[]): string {
