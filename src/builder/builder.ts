@@ -13,6 +13,7 @@ import type { Logger } from "pino";
 import type { Backend } from "../backends/backend.js";
 import type { BuildOutcome, BuildType } from "../buildtypes/buildtype.js";
 import type { BuildTypeRegistry } from "../buildtypes/registry.js";
+import { parseBuildArgs } from "../buildtypes/arguments.js";
 import { isSafeComponent } from "../buildtypes/names.js";
 import { describeError, illegalState, invalidArgument } from "../errors.js";
 import type { FileCache } from "../filecache/store.js";
@@ -196,7 +197,11 @@ export class Builder {
           `filemap name ${JSON.stringify(name.slice(0, 80))} is not a safe file name`,
         );
     }
-    const parsed = type.parseArgs(args, files);
+    // Unknown keys are refused; the type may read its cached inputs (a .dsc's file list).
+    const inputs = Object.fromEntries(
+      Object.entries(files).map(([name, sha1]) => [name, { sha1, path: cache.pathOf(sha1) }]),
+    );
+    const parsed = parseBuildArgs(type, args, inputs);
     const gate = this.deps.gate?.(args) ?? { env: {}, logLines: [], extraStatus: {}, secrets: [] };
 
     // Every check passed: from here on the build exists. The journal first: if recording

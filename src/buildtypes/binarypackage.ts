@@ -14,8 +14,21 @@ import path from "node:path";
 import { describeError, invalidArgument } from "../errors.js";
 import type { XmlRpcStruct, XmlRpcValue } from "../rpc/codec.js";
 import { BuildStatus } from "../builder/states.js";
-import type { BuildContext, BuildOutcome, BuildType, ResultFile } from "./buildtype.js";
-import { field, filesOfChanges, isTransientArchiveFailure, unmetDependencies } from "./debian.js";
+import type {
+  ArgSpec,
+  BuildContext,
+  BuildOutcome,
+  BuildType,
+  InputFile,
+  ResultFile,
+} from "./buildtype.js";
+import {
+  field,
+  filesOfChanges,
+  isTransientArchiveFailure,
+  parseDsc,
+  unmetDependencies,
+} from "./debian.js";
 import { isSafeComponent } from "./names.js";
 
 export interface BinaryPackageArgs {
@@ -28,8 +41,75 @@ export interface BinaryPackageArgs {
   readonly archives: readonly string[] | null;
   readonly trustedKeys: readonly Buffer[];
   readonly buildDebugSymbols: boolean;
-  readonly archivePurpose: string | null;
 }
+
+// Every key a Launchpad manager sends for a binarypackage build (its extraBuildArgs), so
+// an unchanged manager keeps working. Those marked "ignored" are checked for their type
+// where the protocol gives one, and change nothing here; docs/buildtypes.md lists why.
+const BINARY_PACKAGE_ARGUMENTS: readonly ArgSpec[] = [
+  {
+    name: "series",
+    use: "ignored",
+    doc: "required by the protocol; the chroot tarball already is that series (the reference only names its backend's image by it)",
+  },
+  {
+    name: "suite",
+    use: "ignored",
+    doc: "required by the protocol; the reference only writes it to /CurrentlyBuilding and passes it to sbuild, while dpkg-buildpackage takes the distribution from debian/changelog",
+  },
+  {
+    name: "ogrecomponent",
+    use: "ignored",
+    doc: "required by the protocol; the reference only writes it to /CurrentlyBuilding",
+  },
+  {
+    name: "arch_tag",
+    use: "ignored",
+    doc: "the chroot's architecture decides what is built (Launchpad sends i386 builds to amd64 builders with an i386 chroot, so it cannot be checked against the builder's)",
+  },
+  {
+    name: "arch_indep",
+    use: "used",
+    doc: "also build `Architecture: all` packages (`dpkg-buildpackage -b` instead of `-B`)",
+  },
+  {
+    name: "archives",
+    use: "used",
+    doc: "sources.list lines that replace the chroot's apt sources",
+  },
+  { name: "trusted_keys", use: "used", doc: "base64 ASCII-armoured keys for those archives" },
+  {
+    name: "build_debug_symbols",
+    use: "used",
+    doc: "keep automatic debug symbol packages (otherwise `DEB_BUILD_OPTIONS=noautodbgsym`)",
+  },
+  {
+    name: "archive_purpose",
+    use: "ignored",
+    doc: "the reference only writes it to /CurrentlyBuilding, which nothing here reads",
+  },
+  {
+    name: "archive_private",
+    use: "ignored",
+    doc: "the reference scrubs the log only for private archives; this builder always does",
+  },
+  {
+    name: "fast_cleanup",
+    use: "ignored",
+    doc: "the reference skips unmounting on virtual builders; here nothing stays mounted and the build directory is always removed",
+  },
+  {
+    name: "builder_constraints",
+    use: "ignored",
+    doc: "the manager uses them to choose a builder; the reference passes them to LXD only",
+  },
+  { name: "distribution", use: "ignored", doc: "sent by the manager, unused by the reference too" },
+  {
+    name: "image_type",
+    use: "used",
+    doc: '`"chroot"` (the default, and the only backend binarypackage builds on); anything else is refused',
+  },
+];
 
 const BUILD_DIR = "/build";
 const BUILD_USER = "buildd";
@@ -56,8 +136,48 @@ function stringList(v: XmlRpcValue | undefined, key: string): string[] | null {
   return v as string[];
 }
 
+/** A .dsc is a few kilobytes; anything this large is not one, and is not read into memory. */
+const MAX_DSC_BYTES = 1024 * 1024;
+
+/**
+ * The files the .dsc lists that the filemap lacks: refused now, naming them, instead of
+ * a PACKAGEFAIL after the chroot was unpacked. A .dsc that cannot be read or parsed is
+ * refused too.
+ */
+function checkSourceFiles(dsc: string, filemap: Readonly<Record<string, InputFile>>): void {
+  const where = `binarypackage build: ${dsc}`;
+  let text: string;
+  try {
+    const file = filemap[dsc]!;
+    const size = fs.statSync(file.path).size;
+    if (size > MAX_DSC_BYTES)
+      throw new Error(`it is ${size} bytes, more than a .dsc's ${MAX_DSC_BYTES}`);
+    text = fs.readFileSync(file.path, "utf8");
+  } catch (err) {
+    throw invalidArgument(`${where} cannot be read: ${describeError(err)}`);
+  }
+  let listed: readonly string[];
+  try {
+    listed = parseDsc(text).files;
+  } catch (err) {
+    throw invalidArgument(
+      `${where} is not a valid source package description: ${describeError(err)}; ` +
+        "name the .dsc that dpkg-source wrote for the package",
+    );
+  }
+  const missing = listed.filter((name) => !Object.hasOwn(filemap, name));
+  if (missing.length > 0) {
+    throw invalidArgument(
+      `${where} lists ${missing.map((n) => JSON.stringify(n)).join(", ")}, which the filemap lacks; ` +
+        "ensurepresent every file of the source package and name each in the filemap",
+    );
+  }
+}
+
 export const binaryPackageBuildType: BuildType<BinaryPackageArgs> = {
   name: "binarypackage",
+
+  arguments: BINARY_PACKAGE_ARGUMENTS,
 
   backendFor: () => "chroot",
 
@@ -65,6 +185,13 @@ export const binaryPackageBuildType: BuildType<BinaryPackageArgs> = {
     const series = requiredString(args, "series");
     const suite = requiredString(args, "suite");
     const component = requiredString(args, "ogrecomponent");
+    for (const key of ["archive_purpose", "distribution"]) optionalString(args, key);
+    const imageType = optionalString(args, "image_type") ?? "chroot";
+    if (imageType !== "chroot") {
+      throw invalidArgument(
+        `binarypackage build: image_type must be "chroot" (this builder has no other backend for it), got ${JSON.stringify(imageType)}`,
+      );
+    }
     const dscs = Object.keys(filemap).filter((n) => n.endsWith(".dsc"));
     if (dscs.length !== 1) {
       throw invalidArgument(
@@ -83,10 +210,11 @@ export const binaryPackageBuildType: BuildType<BinaryPackageArgs> = {
       }
       return text;
     });
-    if (dscs[0] !== undefined && !isSafeComponent(dscs[0]))
-      throw invalidArgument("binarypackage build: unsafe .dsc name");
+    const dsc = dscs[0]!;
+    if (!isSafeComponent(dsc)) throw invalidArgument("binarypackage build: unsafe .dsc name");
+    checkSourceFiles(dsc, filemap);
     return {
-      dsc: dscs[0]!,
+      dsc,
       series,
       suite,
       component,
@@ -95,7 +223,6 @@ export const binaryPackageBuildType: BuildType<BinaryPackageArgs> = {
       archives,
       trustedKeys: keys,
       buildDebugSymbols: args["build_debug_symbols"] === true,
-      archivePurpose: optionalString(args, "archive_purpose"),
     };
   },
 

@@ -46,15 +46,41 @@ export interface BuildOutcome {
   readonly results: readonly ResultFile[];
 }
 
+/**
+ * One key a build type's `args` may carry. Every key a manager may send is declared,
+ * so that a typo (`artifact`, `timout`) is refused instead of silently doing nothing.
+ */
+export interface ArgSpec {
+  readonly name: string;
+  /**
+   * "used": the build acts on it. "ignored": accepted because a manager sends it (an
+   * unchanged Launchpad manager must keep working), but it changes nothing here; `doc`
+   * says why.
+   */
+  readonly use: "used" | "ignored";
+  /** One line for docs/buildtypes.md: what it does, or why it is ignored. */
+  readonly doc: string;
+}
+
+/** One file of the build's filemap, as parseArgs sees it: already in the cache. */
+export interface InputFile {
+  readonly sha1: string;
+  /** Host path of the cached file (read-only: it is the cache's entry itself). */
+  readonly path: string;
+}
+
 export interface BuildType<Args = unknown> {
   readonly name: string;
+  /** The keys of `args` this type takes, besides those every build takes (arguments.ts). */
+  readonly arguments: readonly ArgSpec[];
   /** Which backend runs it, given its (validated) arguments. */
   backendFor(args: Args): "host" | "chroot";
   /**
    * Validate and narrow the arguments before anything changes; throw an
-   * invalidArgument error saying what is wrong.
+   * invalidArgument error saying what is wrong. Unknown keys were refused already
+   * (parseBuildArgs in arguments.ts); the filemap's files may be read to check them.
    */
-  parseArgs(args: XmlRpcStruct, filemap: Readonly<Record<string, string>>): Args;
+  parseArgs(args: XmlRpcStruct, filemap: Readonly<Record<string, InputFile>>): Args;
   /** Time limit for the whole build, if the arguments set one. */
   timeoutMs?(args: Args): number | null;
   /** Strings in the arguments that must never appear in logs or the journal. */

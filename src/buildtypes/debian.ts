@@ -1,22 +1,60 @@
-// Reading what Debian's tools write: .changes files and apt's complaints about build
-// dependencies. Pure functions, unit-tested against real output.
+// Reading what Debian's tools write: .changes and .dsc files and apt's complaints about
+// build dependencies. Pure functions, unit-tested against real output.
 
-/** File names listed in the Files: section of a .changes (or .dsc) file. */
-export function filesOfChanges(text: string): string[] {
+import { isSafeComponent } from "./names.js";
+
+/**
+ * File names listed in a multi-line field whose lines end with a file name: `Files`
+ * (.changes: md5 size section priority name; .dsc: md5 size name) or `Checksums-Sha256`
+ * (digest size name).
+ */
+function namesInSection(text: string, section: string): string[] {
   const out: string[] = [];
-  let inFiles = false;
+  const header = new RegExp(`^${section}:\\s*$`);
+  let inside = false;
   for (const line of text.split("\n")) {
-    if (/^Files:\s*$/.test(line)) {
-      inFiles = true;
-    } else if (inFiles && /^[ \t]/.test(line)) {
-      // .changes: md5 size section priority name; .dsc: md5 size name
+    if (header.test(line)) {
+      inside = true;
+    } else if (inside && /^[ \t]/.test(line)) {
       const fields = line.trim().split(/\s+/);
       if (fields.length >= 3) out.push(fields.at(-1)!);
     } else {
-      inFiles = false;
+      inside = false;
     }
   }
   return out;
+}
+
+/** File names listed in the Files: section of a .changes (or .dsc) file. */
+export function filesOfChanges(text: string): string[] {
+  return namesInSection(text, "Files");
+}
+
+/** What build() needs to know of a .dsc: the source package and the files it consists of. */
+export interface SourceControl {
+  readonly source: string;
+  /** Every file the .dsc lists (Files and Checksums-Sha256), each a safe file name. */
+  readonly files: readonly string[];
+}
+
+/**
+ * Read a .dsc's text (clearsigned or not). Throws an Error saying what is wrong when it
+ * is not a source control file: no Format or Source field, no files, or a listed name
+ * that is not a plain file name.
+ */
+export function parseDsc(text: string): SourceControl {
+  if (field(text, "Format") === null)
+    throw new Error("it has no Format field, so it is not a Debian source control file");
+  const source = field(text, "Source");
+  if (source === null || source === "") throw new Error("it has no Source field");
+  const files = [
+    ...new Set([...namesInSection(text, "Files"), ...namesInSection(text, "Checksums-Sha256")]),
+  ];
+  if (files.length === 0) throw new Error("its Files field lists no files");
+  const unsafe = files.find((name) => !isSafeComponent(name));
+  if (unsafe !== undefined)
+    throw new Error(`it lists ${JSON.stringify(unsafe.slice(0, 80))}, which is not a file name`);
+  return { source, files };
 }
 
 /** The value of a field in a deb822 paragraph (first paragraph, continuation lines joined). */

@@ -19,7 +19,7 @@ import path from "node:path";
 import { invalidArgument } from "../errors.js";
 import type { XmlRpcStruct, XmlRpcValue } from "../rpc/codec.js";
 import { BuildStatus } from "../builder/states.js";
-import type { BuildContext, BuildOutcome, BuildType, ResultFile } from "./buildtype.js";
+import type { ArgSpec, BuildContext, BuildOutcome, BuildType, ResultFile } from "./buildtype.js";
 import { isSafeRelativeName } from "./names.js";
 
 export interface ScriptStep {
@@ -80,8 +80,23 @@ function parseStep(v: XmlRpcValue, i: number): ScriptStep {
   throw invalidArgument(`${where}.run must be a string or a non-empty list of strings`);
 }
 
+const SCRIPT_ARGUMENTS: readonly ArgSpec[] = [
+  { name: "steps", use: "used", doc: "the steps, in order: a list of `{name, run}`" },
+  { name: "environment", use: "used", doc: "variables added to every step's environment" },
+  {
+    name: "secrets",
+    use: "used",
+    doc: "variables like `environment`, masked in the log, never journaled",
+  },
+  { name: "artifacts", use: "used", doc: "globs in the workspace whose matches are results" },
+  { name: "timeout", use: "used", doc: "seconds for the whole build" },
+  { name: "image_type", use: "used", doc: '`"host"` (default) or `"chroot"`' },
+];
+
 export const scriptBuildType: BuildType<ScriptArgs> = {
   name: "script",
+
+  arguments: SCRIPT_ARGUMENTS,
 
   backendFor: (args) => args.imageType,
 
