@@ -141,7 +141,7 @@ describe("build() refuses an unknown argument before anything changes", () => {
       "script",
       {},
       { steps, artifact: ["out/*"] },
-      /^script build: unknown argument "artifact"; did you mean "artifacts"\? \(script takes: build_url, build_requires, steps, .*; see docs\/buildtypes\.md\)$/,
+      /^script build: unknown argument "artifact"; did you mean "artifacts"\? Known arguments of script builds: build_url, build_requires, steps, .* \(see docs\/buildtypes\.md\)$/,
     );
     await expectRefusal(
       "script",
@@ -151,12 +151,21 @@ describe("build() refuses an unknown argument before anything changes", () => {
     );
   });
 
+  test("several unknown keys are named in one fault", async () => {
+    await expectRefusal(
+      "script",
+      {},
+      { steps, artifact: ["out/*"], qqqqqqqq: 1, timout: 1 },
+      /^script build: unknown arguments "artifact" \(did you mean "artifacts"\?\), "qqqqqqqq", "timout" \(did you mean "timeout"\?\)\. Known arguments of script builds: /,
+    );
+  });
+
   test("a key close to nothing gets no suggestion", async () => {
     await expectRefusal(
       "script",
       {},
       { steps, qqqqqqqq: 1 },
-      /^script build: unknown argument "qqqqqqqq" \(script takes: /,
+      /^script build: unknown argument "qqqqqqqq"\. Known arguments of script builds: /,
     );
   });
 

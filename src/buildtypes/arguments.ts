@@ -62,21 +62,36 @@ export function nearestName(name: string, known: readonly string[]): string | nu
   return best;
 }
 
-/** Refuse the first key of `args` that this type does not declare. */
+/**
+ * Refuse every key of `args` that this type does not declare, all named in one fault
+ * (so a manager with two typos learns of both at once), each with its nearest key.
+ */
 export function checkArgumentNames(
   type: Pick<BuildType, "name" | "arguments">,
   args: XmlRpcStruct,
 ): void {
   const known = argumentsOf(type).map((a) => a.name);
-  for (const key of Object.keys(args)) {
-    if (known.includes(key)) continue;
-    const near = nearestName(key, known);
-    const hint = near === null ? "" : `; did you mean ${JSON.stringify(near)}?`;
-    throw invalidArgument(
-      `${type.name} build: unknown argument ${JSON.stringify(key.slice(0, 80))}${hint} ` +
-        `(${type.name} takes: ${known.join(", ")}; see docs/buildtypes.md)`,
-    );
+  const unknown = Object.keys(args).filter((key) => !known.includes(key));
+  if (unknown.length === 0) return;
+  const nearest = (key: string): string | null => nearestName(key, known);
+  const quote = (key: string): string => JSON.stringify(key.slice(0, 80));
+  let what: string;
+  if (unknown.length === 1) {
+    const key = unknown[0]!;
+    const near = nearest(key);
+    what = `unknown argument ${quote(key)}${near === null ? "." : `; did you mean ${quote(near)}?`}`;
+  } else {
+    const listed = unknown.slice(0, 10).map((key) => {
+      const near = nearest(key);
+      return near === null ? quote(key) : `${quote(key)} (did you mean ${quote(near)}?)`;
+    });
+    const more =
+      unknown.length > listed.length ? ` and ${unknown.length - listed.length} more` : "";
+    what = `unknown arguments ${listed.join(", ")}${more}.`;
   }
+  throw invalidArgument(
+    `${type.name} build: ${what} Known arguments of ${type.name} builds: ${known.join(", ")} (see docs/buildtypes.md)`,
+  );
 }
 
 /** What build() calls: the shared check of the names, then the type's own parsing. */
