@@ -4,6 +4,7 @@
 
 import type { BuildLog } from "../builder/buildlog.js";
 import type { RunningProcess } from "../process/runner.js";
+import type { Tree } from "./inroot.js";
 
 export interface RunOptions {
   /** Environment of the command (added to the backend's minimal base environment). */
@@ -36,9 +37,15 @@ export interface Backend {
   start(io: StepIO): Promise<void>;
   /** Start one command inside; the caller awaits `done` and may `terminate` it. */
   run(argv: readonly string[], log: BuildLog, opts?: RunOptions): RunningProcess;
-  /** Copy a host file into the workspace (path relative to the workspace root). */
+  /**
+   * The unpacked tree (the chroot, or the host workspace). Every file the backend or a
+   * build type reads or writes inside it goes through this, so that no link in the tree
+   * leads outside it (see inroot.ts). Valid once create() has unpacked it.
+   */
+  readonly tree: Tree;
+  /** Copy a host file into the tree (path relative to its root), replacing what was there. */
   copyIn(hostPath: string, relPath: string): Promise<void>;
-  /** Host path of a file inside the workspace, checked not to leave it. */
+  /** Host path of a directory or file inside the tree, resolved without leaving it. */
   resolve(relPath: string): string;
   /**
    * The build is over and its results are copied out: release what only the build

@@ -9,15 +9,21 @@
 // killed — can leave a mount behind on the host, and removing the build directory can
 // never reach into /proc or /dev. (The reference mounts on the host and unmounts in a
 // separate step, which leaks mounts whenever that step does not run.)
+//
+// The unpacked tree is the tarball's to shape, links included: every file we touch in it
+// goes through a Tree with chroot semantics (inroot.ts), so /etc/resolv.conf, the copied
+// sources and the results are the chroot's even when its /etc is a link to the host's.
+// The prologue's mount points are host paths the shell resolves, so they must be real
+// directories: a chroot whose /proc, /sys or /dev is a link is refused.
 
 import fs from "node:fs";
 import path from "node:path";
 import type { BuildLog } from "../builder/buildlog.js";
-import { invalidArgument } from "../errors.js";
 import { DEFAULT_PATH, startProcess, type RunningProcess } from "../process/runner.js";
 import type { Backend, RunOptions, StepIO } from "./backend.js";
+import { Tree } from "./inroot.js";
 import { unpack } from "./unpack.js";
-import { removeTree, runToCompletion } from "./util.js";
+import { removeTree, runToCompletion, StepFailed } from "./util.js";
 
 /** Runs in the step's fresh mount namespace: mount, then become the command in the chroot. */
 const PROLOGUE = `set -e
@@ -56,11 +62,17 @@ export class ChrootBackend implements Backend {
     const unpacked = path.join(this.workspace, "chroot");
     const lp = path.join(unpacked, "chroot-autobuild");
     try {
-      if (fs.readdirSync(unpacked).length === 1 && fs.statSync(lp).isDirectory()) return lp;
+      // lstat: a chroot-autobuild that is a link (to "/", say) is not a root to trust.
+      if (fs.readdirSync(unpacked).length === 1 && fs.lstatSync(lp).isDirectory()) return lp;
     } catch {
       // not unpacked yet
     }
     return unpacked;
+  }
+
+  /** The unpacked tree, where absolute links resolve against its root, as inside the chroot. */
+  get tree(): Tree {
+    return new Tree(this.root, "chroot");
   }
 
   async create(tarball: string, io: StepIO): Promise<void> {
@@ -72,18 +84,29 @@ export class ChrootBackend implements Backend {
     const dest = path.join(this.workspace, "chroot");
     fs.mkdirSync(dest, { recursive: true, mode: 0o755 });
     await unpack(tarball, dest, io);
-    const root = this.root;
-    for (const dir of ["proc", "sys", "dev", "build", "etc"]) {
-      fs.mkdirSync(path.join(root, dir), { recursive: true });
+    const tree = this.tree;
+    for (const dir of ["proc", "sys", "dev"]) {
+      const mountPoint = tree.resolve(dir, { final: "nofollow", mkdir: true });
+      if (!mountPoint.stat?.isDirectory()) {
+        throw new StepFailed(
+          `the chroot's /${dir} is ${mountPoint.stat?.isSymbolicLink() ? "a symbolic link" : "not a directory"}; ` +
+            `it must be a directory, where each step mounts its own /${dir}`,
+        );
+      }
     }
+    tree.mkdirp("/build");
+    tree.mkdirp("/etc");
   }
 
   async start(io: StepIO): Promise<void> {
-    const root = this.root;
+    const tree = this.tree;
     // The build resolves names like the host does (the reference copies resolv.conf too).
-    const resolv = path.join(root, "etc/resolv.conf");
-    fs.rmSync(resolv, { force: true });
-    if (fs.existsSync("/etc/resolv.conf")) fs.copyFileSync("/etc/resolv.conf", resolv);
+    // The chroot's own resolv.conf, or a link in its place, is replaced, never followed.
+    if (fs.existsSync("/etc/resolv.conf")) {
+      await tree.copyIn("/etc/resolv.conf", "/etc/resolv.conf");
+    } else {
+      tree.remove("/etc/resolv.conf");
+    }
     // Prove the mounts work before the build relies on them.
     await runToCompletion(
       io.track(this.run(["true"], io.log)),
@@ -105,44 +128,12 @@ export class ChrootBackend implements Backend {
   }
 
   async copyIn(hostPath: string, relPath: string): Promise<void> {
-    const dest = this.resolve(relPath);
-    fs.mkdirSync(path.dirname(dest), { recursive: true });
-    fs.copyFileSync(hostPath, dest);
+    await this.tree.copyIn(hostPath, relPath);
   }
 
-  /**
-   * Host path of a path inside the chroot. Symlinks inside a chroot resolve against its
-   * root, not the host's, so this resolves every component by hand and refuses anything
-   * that would land outside.
-   */
+  /** Host path of a path inside the chroot, its links resolved against the chroot's root. */
   resolve(relPath: string): string {
-    const root = this.root;
-    let current = root;
-    const parts = relPath.split("/").filter((p) => p !== "" && p !== ".");
-    let hops = 0;
-    while (parts.length > 0) {
-      const part = parts.shift()!;
-      if (part === "..") {
-        current = current === root ? root : path.dirname(current);
-        continue;
-      }
-      const next = path.join(current, part);
-      let st: fs.Stats | null = null;
-      try {
-        st = fs.lstatSync(next);
-      } catch {
-        // does not exist (yet): fine, it is inside
-      }
-      if (st?.isSymbolicLink()) {
-        if (++hops > 40) throw invalidArgument(`too many symlinks resolving ${relPath}`);
-        const target = fs.readlinkSync(next);
-        parts.unshift(...target.split("/").filter((p) => p !== "" && p !== "."));
-        current = target.startsWith("/") ? root : current;
-        continue;
-      }
-      current = next;
-    }
-    return current;
+    return this.tree.resolve(relPath).path;
   }
 
   async stop(): Promise<void> {

@@ -4,18 +4,25 @@
 // workspace; for host builds that tarball is the source tree.
 
 import fs from "node:fs";
-import path from "node:path";
 import type { BuildLog } from "../builder/buildlog.js";
-import { invalidArgument } from "../errors.js";
 import { DEFAULT_PATH, startProcess, type RunningProcess } from "../process/runner.js";
 import type { Backend, RunOptions, StepIO } from "./backend.js";
+import { Tree } from "./inroot.js";
 import { runToCompletion, removeTree } from "./util.js";
 
 export class HostBackend implements Backend {
   readonly name = "host";
   readonly defaultCwd = ".";
 
-  constructor(readonly workspace: string) {}
+  /**
+   * On the host an absolute link names the host's own file, so links are followed only
+   * while they stay beneath the workspace (see inroot.ts).
+   */
+  readonly tree: Tree;
+
+  constructor(readonly workspace: string) {
+    this.tree = new Tree(workspace, "beneath");
+  }
 
   async create(tarball: string, io: StepIO): Promise<void> {
     fs.mkdirSync(this.workspace, { recursive: true, mode: 0o755 });
@@ -45,17 +52,11 @@ export class HostBackend implements Backend {
   }
 
   async copyIn(hostPath: string, relPath: string): Promise<void> {
-    const dest = this.resolve(relPath);
-    fs.mkdirSync(path.dirname(dest), { recursive: true });
-    fs.copyFileSync(hostPath, dest);
+    await this.tree.copyIn(hostPath, relPath);
   }
 
   resolve(relPath: string): string {
-    const full = path.resolve(this.workspace, relPath);
-    if (full !== this.workspace && !full.startsWith(this.workspace + path.sep)) {
-      throw invalidArgument(`path ${JSON.stringify(relPath)} leaves the build's workspace`);
-    }
-    return full;
+    return this.tree.resolve(relPath).path;
   }
 
   async stop(): Promise<void> {}

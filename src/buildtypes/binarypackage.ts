@@ -10,7 +10,6 @@
 // fails to build → PACKAGEFAIL; our own machinery → BUILDERFAIL (thrown).
 
 import fs from "node:fs";
-import path from "node:path";
 import { describeError, invalidArgument } from "../errors.js";
 import type { XmlRpcStruct, XmlRpcValue } from "../rpc/codec.js";
 import { BuildStatus } from "../builder/states.js";
@@ -245,25 +244,41 @@ export const binaryPackageBuildType: BuildType<BinaryPackageArgs> = {
     };
     const sh = (script: string): string[] => ["sh", "-ec", script];
 
+    // Files we put into the chroot go through its tree, so a link in it cannot send them
+    // to the host (inroot.ts); a chroot that refuses them is the chroot's fault.
+    const place = async (what: string, put: () => Promise<void> | void): Promise<boolean> => {
+      try {
+        await put();
+        return true;
+      } catch (err) {
+        ctx.log.write(`[buildd] ${what} failed: ${describeError(err)}\n`);
+        return false;
+      }
+    };
+    const tree = ctx.backend.tree;
     if (a.archives) {
       const list = a.archives.map((l) => `${l}\n`).join("");
-      fs.writeFileSync(ctx.backend.resolve("/etc/apt/sources.list"), list);
-      if (
-        !(await ok(
+      const written = await place("writing /etc/apt/sources.list", () =>
+        tree.writeFile("/etc/apt/sources.list", list),
+      );
+      const cleared =
+        written &&
+        (await ok(
           "sources",
           sh(
             "rm -f /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; cat /etc/apt/sources.list",
           ),
-        ))
-      ) {
+        ));
+      if (!cleared)
         return fail(BuildStatus.CHROOTFAIL, "replacing the chroot's apt sources failed");
-      }
     }
     if (a.trustedKeys.length > 0) {
-      a.trustedKeys.forEach((key, i) =>
-        fs.writeFileSync(ctx.backend.resolve(`/etc/apt/trusted.gpg.d/buildd-${i}.asc`), key),
+      const written = await place("writing the trusted keys", () =>
+        a.trustedKeys.forEach((key, i) =>
+          tree.writeFile(`/etc/apt/trusted.gpg.d/buildd-${i}.asc`, key),
+        ),
       );
-      if (!(await ok("keys", ["ls", "-l", "/etc/apt/trusted.gpg.d"])))
+      if (!written || !(await ok("keys", ["ls", "-l", "/etc/apt/trusted.gpg.d"])))
         return fail(BuildStatus.CHROOTFAIL, "adding trusted keys failed");
     }
     const aptOpts = ["-o", "Acquire::Retries=3", "-o", "DPkg::Options::=--force-confold"];
@@ -277,8 +292,11 @@ export const binaryPackageBuildType: BuildType<BinaryPackageArgs> = {
     }
 
     // The source package, unpacked by an unprivileged user.
-    for (const [name, hostPath] of Object.entries(ctx.files))
-      await ctx.backend.copyIn(hostPath, `${BUILD_DIR}/${name}`);
+    const copied = await place(`copying the source package into ${BUILD_DIR}`, async () => {
+      for (const [name, hostPath] of Object.entries(ctx.files))
+        await tree.copyIn(hostPath, `${BUILD_DIR}/${name}`);
+    });
+    if (!copied) return fail(BuildStatus.CHROOTFAIL, `the chroot's ${BUILD_DIR} cannot take files`);
     const src = "/build/src";
     if (
       !(await ok(
@@ -360,19 +378,26 @@ function readSince(logPath: string, offset: number): string {
   }
 }
 
+/**
+ * The .changes in /build and every file it lists. Each is read through the chroot's tree
+ * (inroot.ts) and must be a regular file there: a name that is a link is followed only
+ * inside the chroot, so neither the .changes nor a listed file can be a host file.
+ * Throws, naming the file and why, when one is missing or is not a regular file.
+ */
 function gatherChanges(ctx: BuildContext): ResultFile[] {
-  const dir = ctx.backend.resolve(BUILD_DIR);
+  const tree = ctx.backend.tree;
+  const dir = tree.resolve(BUILD_DIR).path;
   const changes = fs.readdirSync(dir).filter((n) => n.endsWith(".changes"));
   if (changes.length !== 1)
     throw new Error(`expected one .changes file in ${BUILD_DIR}, found ${changes.length}`);
   const name = changes[0]!;
-  const text = fs.readFileSync(path.join(dir, name), "utf8");
+  const text = tree.readFile(`${BUILD_DIR}/${name}`).toString("utf8");
   const listed = filesOfChanges(text);
   ctx.log.write(
     `[buildd] ${name} (${field(text, "Source") ?? "?"} ${field(text, "Version") ?? "?"}) lists ${listed.length} file(s)\n`,
   );
   return [name, ...listed].map((n) => {
     if (!isSafeComponent(n)) throw new Error(`unsafe file name in ${name}: ${n}`);
-    return { name: n, path: ctx.backend.resolve(`${BUILD_DIR}/${n}`) };
+    return { name: n, path: tree.regularFile(`${BUILD_DIR}/${n}`) };
   });
 }

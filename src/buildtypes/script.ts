@@ -14,9 +14,8 @@
 // All steps exit 0 → OK. A step exits non-zero or the timeout passes → PACKAGEFAIL (the
 // log says which step and why); later steps do not run; artifacts are still collected.
 
-import fs from "node:fs";
 import path from "node:path";
-import { invalidArgument } from "../errors.js";
+import { describeError, invalidArgument } from "../errors.js";
 import type { XmlRpcStruct, XmlRpcValue } from "../rpc/codec.js";
 import { BuildStatus } from "../builder/states.js";
 import type { ArgSpec, BuildContext, BuildOutcome, BuildType, ResultFile } from "./buildtype.js";
@@ -173,31 +172,30 @@ export const scriptBuildType: BuildType<ScriptArgs> = {
   },
 };
 
+/**
+ * The files the artifact globs match, relative to where the steps ran (the workspace on
+ * the host, /build in a chroot). Everything goes through the backend's tree (inroot.ts):
+ * the walk never passes a link, and each result must be a regular file reached without
+ * leaving the tree. A pattern without wildcards names one file, so when the walk did not
+ * find it (it is missing, or a link) the log says why it was not collected.
+ */
 async function collectArtifacts(
   ctx: BuildContext,
   patterns: readonly string[],
 ): Promise<ResultFile[]> {
   if (patterns.length === 0) return [];
-  // Globs are relative to where the steps ran: the workspace on the host, /build in a chroot.
-  const root = fs.realpathSync(ctx.backend.resolve(ctx.backend.defaultCwd));
-  // Loaded here, not at start-up: only builds with artifacts need it.
-  const { glob } = await import("tinyglobby");
-  const matches = await glob([...patterns], {
-    cwd: root,
-    onlyFiles: true,
-    followSymbolicLinks: false,
-    dot: false,
-  });
+  const tree = ctx.backend.tree;
+  const base = ctx.backend.defaultCwd;
+  const { isDynamicPattern } = await import("tinyglobby");
+  const found = new Set(await tree.glob(base, patterns));
+  const named = patterns.filter((p) => !isDynamicPattern(p) && !found.has(p));
   const results: ResultFile[] = [];
-  for (const rel of matches.sort()) {
-    const full = path.join(root, rel);
-    // A symlink in the workspace must not smuggle a host file into the results.
-    const real = fs.realpathSync(full);
-    if (!real.startsWith(root + path.sep) || !fs.statSync(real).isFile()) {
-      ctx.log.write(`[buildd] artifact ${rel} points outside the workspace; skipped\n`);
-      continue;
+  for (const rel of [...found, ...new Set(named)].sort()) {
+    try {
+      results.push({ name: rel, path: tree.regularFile(path.posix.join(base, rel)) });
+    } catch (err) {
+      ctx.log.write(`[buildd] artifact ${rel} not collected: ${describeError(err)}\n`);
     }
-    results.push({ name: rel, path: real });
   }
   ctx.log.write(`[buildd] collected ${results.length} artifact(s)\n`);
   return results;
