@@ -139,6 +139,39 @@ describe("binarypackage builds in a chroot", { skip: unavailable ?? false }, () 
     assertNothingLeft();
   });
 
+  test("a chroot script's artifacts: links are read as inside the chroot, never on the host", async () => {
+    // The marker exists only in the chroot's /etc, so a host path would not find it.
+    const run = [
+      "echo only in the chroot > /etc/buildd-marker",
+      "ln -s /etc/buildd-marker marker.txt",
+      "ln -s /etc etc",
+      "ln -s ../../../../.. up",
+    ].join(" && ");
+    await b.client.call(
+      "build",
+      "SCRIPT-chroot-links",
+      "script",
+      chrootSha1,
+      {},
+      {
+        image_type: "chroot",
+        steps: [{ name: "links", run }],
+        artifacts: ["marker.txt", "etc/*", "up/etc/buildd-marker"],
+      },
+    );
+    const s = await waitForState(b.client, "WAITING", 120_000);
+    const log = await fetchText(`${b.url}/filecache/buildlog`);
+    assert.equal(s["build_status"], "BuildStatus.OK", log);
+    const results = s["filemap"] as Record<string, string>;
+    // The absolute link and the climbing one both land on the chroot's own file; the glob
+    // did not walk into the linked /etc.
+    assert.deepEqual(Object.keys(results).sort(), ["marker.txt", "up/etc/buildd-marker"]);
+    for (const sum of Object.values(results))
+      assert.equal(await fetchText(`${b.url}/filecache/${sum}`), "only in the chroot\n");
+    await b.client.call("clean");
+    assertNothingLeft();
+  });
+
   test("archives and trusted_keys: a build dependency only a signed private archive has", async () => {
     const repo = await makeAptRepo(
       (p, body) => lib.add(p, body),
