@@ -172,6 +172,36 @@ describe("binarypackage builds in a chroot", { skip: unavailable ?? false }, () 
     assertNothingLeft();
   });
 
+  test("a step that turns /proc into a link: the next step refuses to mount there", async () => {
+    const host = fs.mkdtempSync(path.join(os.tmpdir(), "buildd-proc-target-"));
+    try {
+      await b.client.call(
+        "build",
+        "SCRIPT-proc-link",
+        "script",
+        chrootSha1,
+        {},
+        {
+          image_type: "chroot",
+          steps: [
+            { name: "replace", run: `umount /proc && rmdir /proc && ln -s ${host} /proc` },
+            { name: "next", run: "true" },
+          ],
+        },
+      );
+      const s = await waitForState(b.client, "WAITING", 120_000);
+      const log = await fetchText(`${b.url}/filecache/buildlog`);
+      assert.equal(s["build_status"], "BuildStatus.PACKAGEFAIL", log);
+      assert.match(log, /the chroot's \/proc is no longer a directory; refusing to mount there/);
+      assert.match(log, /step "next" exited with status 1/);
+      assert.deepEqual(fs.readdirSync(host), []);
+      await b.client.call("clean");
+      assertNothingLeft();
+    } finally {
+      fs.rmSync(host, { recursive: true, force: true });
+    }
+  });
+
   test("archives and trusted_keys: a build dependency only a signed private archive has", async () => {
     const repo = await makeAptRepo(
       (p, body) => lib.add(p, body),

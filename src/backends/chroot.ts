@@ -14,7 +14,8 @@
 // goes through a Tree with chroot semantics (inroot.ts), so /etc/resolv.conf, the copied
 // sources and the results are the chroot's even when its /etc is a link to the host's.
 // The prologue's mount points are host paths the shell resolves, so they must be real
-// directories: a chroot whose /proc, /sys or /dev is a link is refused.
+// directories: a chroot whose /proc, /sys or /dev is a link is refused, at unpacking and
+// again before every step (an earlier step may have made one).
 
 import fs from "node:fs";
 import path from "node:path";
@@ -28,6 +29,12 @@ import { removeTree, runToCompletion, StepFailed } from "./util.js";
 /** Runs in the step's fresh mount namespace: mount, then become the command in the chroot. */
 const PROLOGUE = `set -e
 root="$1"; shift
+# An earlier step may have replaced a mount point with a link; mount would follow it.
+for d in proc sys dev; do
+  if [ -L "$root/$d" ] || [ ! -d "$root/$d" ]; then
+    echo "buildd: the chroot's /$d is no longer a directory; refusing to mount there" >&2; exit 1
+  fi
+done
 mount -t proc -o nosuid,nodev,noexec proc "$root/proc"
 mount -t sysfs -o ro,nosuid,nodev,noexec sysfs "$root/sys"
 mount -t tmpfs -o nosuid,mode=0755,size=64k dev "$root/dev"
