@@ -1,4 +1,5 @@
-// Config files for tests: write one, and read the configuration error it must raise.
+// Config files for tests: write one, and read the configuration error it must raise
+// when it is read, or at start-up (where its directories are created).
 
 import assert from "node:assert/strict";
 import fs from "node:fs";
@@ -6,6 +7,7 @@ import os from "node:os";
 import path from "node:path";
 import { loadConfig } from "../src/config.js";
 import { BuilddError } from "../src/errors.js";
+import { ensureDirectories } from "../src/host-setup.js";
 
 /** A buildd.conf with this text, in a fresh temporary folder; returns its path. */
 export function writeConfigFile(text: string): string {
@@ -19,9 +21,21 @@ export function writeConfigFile(text: string): string {
  * starting with the file's path (checked) written as "FILE".
  */
 export function configErrorOf(text: string): string {
+  return errorOf(text, (file) => loadConfig({ file }));
+}
+
+/**
+ * Like configErrorOf, for a file that loads but whose directories cannot be set up at
+ * start-up (the part of start-up that can fail on the configuration).
+ */
+export function startupErrorOf(text: string): string {
+  return errorOf(text, (file) => ensureDirectories(loadConfig({ file })));
+}
+
+function errorOf(text: string, load: (file: string) => void): string {
   const file = writeConfigFile(text);
   try {
-    loadConfig({ file });
+    load(file);
   } catch (err) {
     assert.ok(err instanceof BuilddError && err.code === "BUILDD_ERR_CONFIG", String(err));
     assert.ok(err.message.startsWith(file), `message names the file: ${err.message}`);

@@ -20,6 +20,7 @@ import { FileCache } from "./filecache/store.js";
 import { EnsurePresent } from "./filecache/ensurepresent.js";
 import { filecacheHandler } from "./filecache/http.js";
 import { CapabilityRegistry } from "./capabilities/registry.js";
+import { ensureDirectories, hostArchitecture } from "./host-setup.js";
 
 export interface RunningBuilder {
   /** Base URL, e.g. http://127.0.0.1:8221 */
@@ -30,6 +31,9 @@ export interface RunningBuilder {
 }
 
 export async function startBuilder(config: Config, log: Logger): Promise<RunningBuilder> {
+  // The config's side effects happen here, not when it is read: missing directories are
+  // created before anything opens or locks them.
+  ensureDirectories(config);
   const db = openDatabase(config.builder.statedir);
   const cache = new FileCache(config.builder.filecache, db, config.cache, log);
   await cache.reconcile();
@@ -44,9 +48,10 @@ export async function startBuilder(config: Config, log: Logger): Promise<Running
   });
   // Probed before the first call can arrive, so build() never judges on no information.
   await capabilities.probeAll();
+  const arch = hostArchitecture(config);
   const builder = new Builder({
     statedir: config.builder.statedir,
-    arch: config.builder.architecturetag,
+    arch,
     version: VERSION,
     journal: new Journal(db),
     cache,
@@ -60,7 +65,7 @@ export async function startBuilder(config: Config, log: Logger): Promise<Running
   await builder.recover();
 
   const methods = createMethods({
-    architecture: config.builder.architecturetag,
+    architecture: arch,
     buildTypes: () => registry.names(),
     status: () => builder.status(),
     ensurePresent: (sha1, url, username, password) =>

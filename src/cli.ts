@@ -1,5 +1,6 @@
 // argv → config → builder → listen. Signals and the only process.exit live here.
 
+import fs from "node:fs";
 import { Command } from "commander";
 import { loadConfig } from "./config.js";
 import { isBuilddError } from "./errors.js";
@@ -16,6 +17,9 @@ async function serve(opts: { config?: string }): Promise<void> {
   try {
     builder = await startBuilder(config, log);
   } catch (err) {
+    // A configured directory that cannot be created is found at start-up, not when the
+    // file is read; it is still the configuration's fault, so it exits as one.
+    if (isBuilddError(err, "BUILDD_ERR_CONFIG")) configErrorExit(err);
     log.fatal({ err }, "could not start");
     console.error(`buildd: could not start: ${err instanceof Error ? err.message : String(err)}`);
     process.exit(1);
@@ -45,17 +49,26 @@ function loadOrExit(file: string | undefined): ReturnType<typeof loadConfig> {
   try {
     return loadConfig({ file, env: process.env });
   } catch (err) {
-    if (isBuilddError(err, "BUILDD_ERR_CONFIG")) {
-      console.error(`buildd: configuration error: ${err.message}`);
-      process.exit(2);
-    }
+    if (isBuilddError(err, "BUILDD_ERR_CONFIG")) configErrorExit(err);
     throw err;
   }
+}
+
+function configErrorExit(err: Error): never {
+  console.error(`buildd: configuration error: ${err.message}`);
+  process.exit(2);
 }
 
 /** The journal's record of recent builds, newest first (it is safe to read while serving). */
 function history(opts: { config?: string; limit: string; json?: boolean }): void {
   const config = loadOrExit(opts.config);
+  // Reading must not create a state directory (the database would make one here).
+  if (!fs.existsSync(config.builder.statedir)) {
+    console.error(
+      `buildd: no journal yet: [builder] statedir ${config.builder.statedir} does not exist (no builder has run with this configuration)`,
+    );
+    process.exit(1);
+  }
   const db = openDatabase(config.builder.statedir);
   try {
     const records = new Journal(db).history(Number(opts.limit) || 20).map((r) => ({

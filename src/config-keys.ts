@@ -1,8 +1,40 @@
-// The table of every configuration key: its type, default and one line of docs.
-// docs/configuration.md is checked against this table by a test, so adding a key here
-// without documenting it fails the build.
+// The table of every configuration key: its type (with its range), default and one line
+// of docs. docs/configuration.md is checked against this table by a test (key, default
+// and type), so adding or changing a key here without documenting it fails the build.
+//
+// Each key has a purpose-named type rather than a generic "number": a count and a port
+// are both whole numbers, but they have different ranges and different messages.
 
-export type KeyType = "string" | "path" | "host" | "port" | "seconds" | "bytes" | "enum" | "lines";
+/** The longest delay a Node.js timer can wait (2^31 - 1 ms); longer ones fire at once. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** The smallest size a size key other than `0` may have. */
+export const MIN_SIZE = 1024;
+
+export type KeyType =
+  /** A TCP port, 0–65535. */
+  | { readonly kind: "port" }
+  /** A whole number of things (redirects, nesting levels), min–max inclusive. */
+  | { readonly kind: "count"; readonly min: number; readonly max: number }
+  /** Seconds, up to 3 decimals, at most MAX_TIMER_MS; `zero`: what 0 means, null if refused. */
+  | { readonly kind: "seconds"; readonly zero: string | null }
+  /** A size with a unit (K, M, G, T), at least MIN_SIZE; `zero`: what 0 means, null if refused. */
+  | { readonly kind: "bytes"; readonly zero: string | null }
+  /** A host name or an IP address to listen on. */
+  | { readonly kind: "host" }
+  /** A directory; relative ones resolve against the config file's folder. */
+  | { readonly kind: "path" }
+  /** A Debian architecture name; empty: computed at start-up. */
+  | { readonly kind: "arch" }
+  /** Capability names separated by blanks. */
+  | { readonly kind: "names" }
+  /** An HTTP Basic user name (no ":"). */
+  | { readonly kind: "username" }
+  /** Any text, never repeated in messages. */
+  | { readonly kind: "secret" }
+  /** Accepted for compatibility with the reference's files and not used. */
+  | { readonly kind: "ignored" }
+  | { readonly kind: "enum"; readonly choices: readonly string[] };
 
 export interface KeySpec {
   readonly section: string;
@@ -11,184 +43,224 @@ export interface KeySpec {
   /** Default as it would be written in buildd.conf; null: computed at start-up (see doc). */
   readonly default: string | null;
   readonly doc: string;
-  readonly choices?: readonly string[];
 }
+
+/** The type column of docs/configuration.md: the kind and its range, in a few words. */
+export function describeType(type: KeyType): string {
+  switch (type.kind) {
+    case "port":
+      return "port 0–65535";
+    case "count":
+      return `count ${type.min}–${type.max}`;
+    case "seconds":
+      return type.zero === null ? "seconds > 0" : "seconds ≥ 0";
+    case "bytes":
+      return type.zero === null ? "size ≥ 1K" : "size ≥ 1K, or 0";
+    case "host":
+      return "host";
+    case "path":
+      return "path";
+    case "arch":
+      return "architecture";
+    case "names":
+      return "capability names";
+    case "username":
+      return "user name";
+    case "secret":
+      return "secret";
+    case "ignored":
+      return "ignored";
+    case "enum":
+      return type.choices.join(", ");
+  }
+}
+
+const POSITIVE_SECONDS: KeyType = { kind: "seconds", zero: null };
+const POSITIVE_SIZE: KeyType = { kind: "bytes", zero: null };
 
 export const CONFIG_KEYS: readonly KeySpec[] = [
   {
     section: "builder",
     key: "architecturetag",
-    type: "string",
+    type: { kind: "arch" },
     default: null,
-    doc: "Architecture reported by `info()` and used for builds. Default: `dpkg --print-architecture`.",
+    doc: "Architecture reported by `info()` and used for builds. Default (also when empty): `dpkg --print-architecture`, run at start-up.",
   },
   {
     section: "builder",
     key: "filecache",
-    type: "path",
+    type: { kind: "path" },
     default: "var/filecache",
-    doc: "Directory of the content-addressed file cache. Created if its parent exists.",
+    doc: "Directory of the content-addressed file cache. Created at start-up if its parent exists.",
   },
   {
     section: "builder",
     key: "statedir",
-    type: "path",
+    type: { kind: "path" },
     default: "var",
-    doc: "Directory for the SQLite journal, the build log and build working directories. Created if its parent exists.",
+    doc: "Directory for the SQLite journal, the build log and build working directories. Created at start-up if its parent exists.",
   },
   {
     section: "builder",
     key: "bindhost",
-    type: "host",
+    type: { kind: "host" },
     default: "127.0.0.1",
     doc: "Address the HTTP server listens on (honoured, unlike the reference).",
   },
   {
     section: "builder",
     key: "bindport",
-    type: "port",
+    type: { kind: "port" },
     default: "8221",
     doc: "TCP port of the HTTP server; 0 picks a free port.",
   },
   {
     section: "builder",
     key: "sharepath",
-    type: "string",
+    type: { kind: "ignored" },
     default: "",
     doc: "Accepted for compatibility with the reference's config files; unused.",
   },
   {
     section: "builder",
     key: "ntphost",
-    type: "string",
+    type: { kind: "ignored" },
     default: "",
     doc: "Accepted for compatibility with the reference's config files; unused.",
   },
   {
     section: "builder",
     key: "proxyport",
-    type: "string",
+    type: { kind: "ignored" },
     default: "",
     doc: "Accepted for compatibility with the reference's config files; unused.",
   },
   {
     section: "builder",
     key: "only_if_requires",
-    type: "string",
+    type: { kind: "names" },
     default: "",
     doc: "Capability names, separated by spaces: this worker then only takes builds whose `build_requires` name one of them (a worker reserved for a rare resource). Each must be declared in `[capabilities]`.",
   },
   {
     section: "builder",
     key: "probe_interval",
-    type: "seconds",
+    type: POSITIVE_SECONDS,
     default: "60",
     doc: "Seconds between two runs of the capability probes (they also run once at start-up).",
   },
   {
     section: "cache",
     key: "max_size",
-    type: "bytes",
+    type: { kind: "bytes", zero: "no budget" },
     default: "20G",
     doc: "Size budget of the file cache; least recently used entries that nothing holds are evicted to stay under it. `0` means no budget.",
   },
   {
     section: "cache",
     key: "min_free",
-    type: "bytes",
+    type: { kind: "bytes", zero: "no reserve" },
     default: "1G",
-    doc: "Free space to keep on the cache's file system; downloads evict or are refused to keep it.",
+    doc: "Free space to keep on the cache's file system; downloads evict or are refused to keep it. `0` means no reserve.",
   },
   {
     section: "download",
     key: "connect_timeout",
-    type: "seconds",
+    type: POSITIVE_SECONDS,
     default: "30",
     doc: "Seconds to wait for a librarian connection.",
   },
   {
     section: "download",
     key: "idle_timeout",
-    type: "seconds",
+    type: POSITIVE_SECONDS,
     default: "60",
     doc: "Seconds without a received byte before a download is given up.",
   },
   {
     section: "download",
     key: "total_timeout",
-    type: "seconds",
+    type: POSITIVE_SECONDS,
     default: "3600",
     doc: "Seconds a whole download may take.",
   },
   {
     section: "download",
     key: "max_size",
-    type: "bytes",
+    type: POSITIVE_SIZE,
     default: "10G",
     doc: "Largest file `ensurepresent` downloads.",
   },
   {
     section: "download",
     key: "max_redirects",
-    type: "port",
+    type: { kind: "count", min: 0, max: 20 },
     default: "5",
-    doc: "Redirects followed before a download fails.",
+    doc: "Redirects followed before a download fails; 0 follows none.",
   },
   {
     section: "rpc",
     key: "max_body",
-    type: "bytes",
+    type: POSITIVE_SIZE,
     default: "16M",
     doc: "Largest XML-RPC request body; larger ones are answered 413.",
   },
   {
     section: "rpc",
     key: "max_depth",
-    type: "port",
+    // At least 1: every call's parameters sit one <value> deep. 1000 is far beyond any
+    // real call and keeps the recursive encoder of echo() far from the stack's limit.
+    type: { kind: "count", min: 1, max: 1000 },
     default: "64",
-    doc: "Deepest nesting of arrays and structs accepted in a request.",
+    doc: "Deepest nesting of `<value>`s accepted in a request (1: scalars only, no arrays or structs).",
   },
   {
     section: "build",
     key: "abort_timeout",
-    type: "seconds",
+    type: POSITIVE_SECONDS,
     default: "120",
     doc: "Seconds `abort()` waits for every process of the build to die before the result is BUILDERFAIL.",
   },
   {
     section: "build",
     key: "kill_grace",
-    type: "seconds",
+    type: { kind: "seconds", zero: "SIGKILL at once" },
     default: "5",
-    doc: "Seconds between SIGTERM and SIGKILL when a build is aborted or times out.",
+    doc: "Seconds between SIGTERM and SIGKILL when a build is aborted or times out; 0 sends SIGKILL at once.",
+  },
+  {
+    section: "build",
+    key: "shutdown_grace",
+    type: { kind: "seconds", zero: "abort at once" },
+    default: "60",
+    doc: "On SIGTERM/SIGINT the builder stops accepting builds and lets a running build finish for this long, then aborts it (BUILDERFAIL); 0 aborts it at once.",
   },
   {
     section: "build",
     key: "log_max_size",
-    type: "bytes",
+    type: POSITIVE_SIZE,
     default: "1G",
     doc: "Largest build log; a build writing more is stopped as PACKAGEFAIL.",
   },
   {
     section: "auth",
     key: "username",
-    type: "string",
+    type: { kind: "username" },
     default: "buildd",
-    doc: "User name managers must send with HTTP Basic authentication, when `password` is set.",
+    doc: "User name managers must send with HTTP Basic authentication, when `password` is set. It cannot contain `:`.",
   },
   {
     section: "auth",
     key: "password",
-    type: "string",
+    type: { kind: "secret" },
     default: "",
-    doc: "When set, `/rpc` and `/filecache` require HTTP Basic authentication with `username` and this password (a manager puts them in the builder's URL: `http://buildd:PASSWORD@host:8221/`). Empty: no authentication, as the reference. Keep the file readable by the builder only.",
+    doc: "When set, `/rpc` and `/filecache` require HTTP Basic authentication with `username` and this password (a manager puts them in the builder's URL: `http://buildd:PASSWORD@host:8221/`). Empty: no authentication, as the reference. Keep the file readable by the builder only; errors never repeat it.",
   },
   {
     section: "log",
     key: "level",
-    type: "enum",
+    type: { kind: "enum", choices: ["fatal", "error", "warn", "info", "debug", "trace", "silent"] },
     default: "info",
-    choices: ["fatal", "error", "warn", "info", "debug", "trace", "silent"],
     doc: "Level of the builder's own JSON log (pino), written to standard output.",
   },
 ];

@@ -1,0 +1,67 @@
+// The start-up side effects the configuration asks for, kept out of loadConfig() so that
+// reading and validating the file stays pure: the composition root (startBuilder) calls
+// ensureDirectories() before anything opens or locks the state directory or the cache,
+// and hostArchitecture() for what info() reports and builds use.
+
+import { execFileSync } from "node:child_process";
+import fs from "node:fs";
+import type { Config } from "./config.js";
+import { BuilddError } from "./errors.js";
+
+/** `[builder] architecturetag`, or this machine's when it is not set. */
+export function hostArchitecture(config: Config): string {
+  return config.builder.architecturetag ?? defaultArchitecture();
+}
+
+/** This machine's Debian architecture name. */
+export function defaultArchitecture(): string {
+  try {
+    return execFileSync("dpkg", ["--print-architecture"], {
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "ignore"],
+    }).trim();
+  } catch {
+    // No dpkg (not a Debian machine): Node's names for the common cases match Debian's.
+    const map: Record<string, string> = {
+      x64: "amd64",
+      arm64: "arm64",
+      ia32: "i386",
+      arm: "armhf",
+    };
+    return map[process.arch] ?? process.arch;
+  }
+}
+
+/**
+ * Create statedir and filecache when missing, if their parent exists (a missing parent
+ * is more likely a typo than a wish for a new tree). Errors name the key, like the
+ * configuration's own.
+ */
+export function ensureDirectories(config: Config): void {
+  ensureDirectory(config, "[builder] statedir", config.builder.statedir);
+  ensureDirectory(config, "[builder] filecache", config.builder.filecache);
+}
+
+function ensureDirectory(config: Config, label: string, dir: string): void {
+  const fail = (what: string): BuilddError =>
+    new BuilddError(
+      "BUILDD_ERR_CONFIG",
+      `${config.file ?? "built-in defaults"}: ${label} ${dir} ${what}`,
+    );
+  let st: fs.Stats | undefined;
+  try {
+    st = fs.statSync(dir);
+  } catch {
+    // Missing (or unreadable): try to create it below, which says which.
+  }
+  if (st) {
+    if (!st.isDirectory()) throw fail("is not a directory");
+    return;
+  }
+  try {
+    fs.mkdirSync(dir);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? String(err);
+    throw fail(`does not exist and cannot be created (${code})`);
+  }
+}
