@@ -26,6 +26,9 @@ const configError = (text: string): string => configErrorOf(text).replace(/^FILE
 const load = (text: string): ReturnType<typeof loadConfig> =>
   loadConfig({ file: writeConfigFile(text) });
 
+/** The test's environment without BUILDD_CONFIG, so only the arguments choose the file. */
+const { BUILDD_CONFIG: _ignored, ...ENV } = process.env;
+
 /** How `buildd <args>` exited, run in `cwd`; killed (and failing) after 20 s. */
 async function cli(
   args: readonly string[],
@@ -34,6 +37,7 @@ async function cli(
   try {
     const { stdout, stderr } = await run(process.execPath, [...CLI, ...args], {
       cwd,
+      env: ENV,
       timeout: 20_000,
       // A builder that wrongly started serves until killed; SIGKILL, as it may not stop.
       killSignal: "SIGKILL",
