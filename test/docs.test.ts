@@ -8,7 +8,11 @@ import { after, before, describe, test } from "node:test";
 import { startTestBuilder, type TestBuilder } from "../harness/builder.js";
 import { makeTarball, putInCache } from "../harness/fixtures.js";
 import { startLibrarian, type Librarian } from "../harness/librarian.js";
-import { extractTranscripts, runTranscript } from "../harness/transcript.js";
+import { extractTranscripts, runTranscript, type MachineValues } from "../harness/transcript.js";
+
+// Configured rather than the machine's own, so "<arch>" is checked against a value the
+// builder can only report by reading its configuration.
+const machine: MachineValues = { arch: "riscv64" };
 
 const docs = fs
   .readdirSync("docs")
@@ -20,7 +24,7 @@ describe("executable docs", () => {
   let lib: Librarian;
   const vars: Record<string, string> = {};
   before(async () => {
-    builder = await startTestBuilder();
+    builder = await startTestBuilder({ builder: { architecturetag: machine.arch! } });
     lib = await startLibrarian();
     const tree = makeTarball({
       "test.sh": "echo all tests passed | tee report.txt\n",
@@ -41,6 +45,31 @@ describe("executable docs", () => {
   });
   for (const transcript of all) {
     test(`${transcript.file}:${transcript.line}`, () =>
-      runTranscript(transcript, builder.client, vars));
+      runTranscript(transcript, builder.client, vars, machine));
   }
+
+  // The runner itself: an example must not pass whatever the server answers.
+  describe("a transcript fails", () => {
+    const run = (body: string): Promise<void> => {
+      const [t] = extractTranscripts("example.md", `\`\`\`transcript\n${body}\n\`\`\`\n`);
+      assert.ok(t);
+      return runTranscript(t, builder.client, vars, machine);
+    };
+    test("on a fault after a call with no expected answer, with the fault's text", () =>
+      assert.rejects(run(">>> clean()"), /clean\(\) answered Fault 8002: Builder is not WAITING/));
+    test("on a fault where a value was expected, with the fault's text", () =>
+      assert.rejects(run(">>> abort()\n[]"), /abort\(\) answered Fault 8002: Builder is not/));
+    test("on a value where a fault was expected", () =>
+      assert.rejects(run(">>> echo()\nFault 8002: x"), /expected Fault 8002: x, got \[\]/));
+    test("when a wildcard's value is wrong", async () => {
+      await assert.rejects(
+        run('>>> status()\n{"builder_status": "BuilderStatus.IDLE", "builder_version": "<sha1>"}'),
+        /builder_version: ".*" does not match/,
+      );
+      await assert.rejects(run('>>> echo("amd64")\n["<arch>"]'), /"amd64" is not "riscv64"/);
+      await assert.rejects(run('>>> echo("0.0.0")\n["<version>"]'), /"0.0.0" is not/);
+    });
+    test("when it names a wildcard that does not exist", () =>
+      assert.throws(() => run('>>> echo(1)\n["<anything>"]'), /unknown wildcard "<anything>"/));
+  });
 });
