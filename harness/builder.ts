@@ -2,7 +2,8 @@
 // temporary config, cache and state directory. Two ways:
 //   - startTestBuilder(): in this process (fast; logs captured for assertions);
 //   - startBuilderProcess(): as a child process running src/cli.ts, so a test can
-//     SIGKILL it and start it again on the same directories (restart tests).
+//     SIGKILL it and start it again on the same directories (restart tests);
+//   - startBuilderExpectingExit(): the same, for a start that must refuse and exit.
 
 import { spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
@@ -14,6 +15,7 @@ import { loadConfig } from "../src/config.js";
 import { createLogger } from "../src/logger.js";
 import { startBuilder } from "../src/app.js";
 import { createClient, type RpcClient } from "./client.js";
+import { listeningAddresses } from "./listening.js";
 
 export type ConfSections = Record<string, Record<string, string | number>>;
 /** Sections written line by line, e.g. {capabilities: ["postgresql 15 port=5432"]}. */
@@ -107,57 +109,154 @@ export interface BuilderProcess extends BuilderDirs {
   readonly url: string;
   readonly client: RpcClient;
   readonly child: ChildProcess;
+  /** The builder's own PID (the process that holds the state directory). */
+  readonly pid: number;
+  /** Everything the process wrote to stdout and stderr so far. */
   logText(): string;
   /** Send a signal and wait for the process to exit; returns its exit code or signal. */
   kill(signal?: NodeJS.Signals): Promise<number | string>;
 }
 
-/** Start `buildd serve` as a child process on the given directories (reused on restart). */
-export async function startBuilderProcess(dirs: BuilderDirs): Promise<BuilderProcess> {
+export interface ProcessOptions {
+  /** How long start-up may take before the child is killed and the start fails. */
+  readonly timeoutMs?: number;
+}
+
+// Children still running when the test process exits (a crashed or cancelled test) are
+// killed with it, so no builder outlives the suite that started it.
+const live = new Set<ChildProcess>();
+process.once("exit", () => {
+  for (const child of live) child.kill("SIGKILL");
+});
+
+function spawnServe(dirs: BuilderDirs): {
+  child: ChildProcess;
+  output: () => string;
+  /** Resolves on exit with the signal's name or the exit code, once its output is read. */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+} {
   const child = spawn(
     process.execPath,
     ["--import", "tsx", path.join(ROOT, "src/cli.ts"), "serve", "--config", dirs.configFile],
     { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] },
   );
+  live.add(child);
   let out = "";
-  const exited = new Promise<number | string>((resolve) =>
-    child.once("exit", (code, signal) => resolve(signal ?? code ?? -1)),
-  );
-  const url = await new Promise<string>((resolve, reject) => {
-    // The URL is read from the "builder listening" line, logged at info: a config with
-    // [log] level above info cannot be started this way.
-    const timer = setTimeout(() => {
-      child.kill("SIGKILL");
-      reject(new Error(`builder did not start (is [log] level info or lower?):\n${out}`));
-    }, 20_000);
-    const onData = (chunk: Buffer): void => {
-      out += chunk.toString("utf8");
-      const m =
-        /"url":"(http:\/\/[^"]+)"[^\n]*"builder listening"|"builder listening"[^\n]*"url":"(http:\/\/[^"]+)"/.exec(
-          out,
-        );
-      const found = m?.[1] ?? m?.[2];
-      if (found) {
+  child.stdout?.on("data", (c: Buffer) => (out += c.toString("utf8")));
+  child.stderr?.on("data", (c: Buffer) => (out += c.toString("utf8")));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.once("exit", (code, signal) => {
+      live.delete(child);
+      // Wait for the pipes to drain (a process of a build may still hold them: then
+      // give up after a moment rather than wait for it).
+      const timer = setTimeout(() => resolve({ code, signal }), 2000);
+      child.once("close", () => {
         clearTimeout(timer);
-        resolve(found);
-      }
-    };
-    child.stdout.on("data", onData);
-    child.stderr.on("data", (c: Buffer) => (out += c.toString("utf8")));
-    void exited.then(() => {
-      clearTimeout(timer);
-      reject(new Error(`builder exited during start-up:\n${out}`));
+        resolve({ code, signal });
+      });
     });
   });
+  return { child, output: () => out, exited };
+}
+
+const describeExit = (e: { code: number | null; signal: NodeJS.Signals | null }): string =>
+  e.signal ? `was killed by ${e.signal}` : `exited with status ${e.code}`;
+
+/**
+ * Start `buildd serve` as a child process on the given directories (reused on restart).
+ * Resolves once echo() answers on an address the child itself listens on (found in /proc,
+ * so any [log] level and bindport, including 0, work). If the child exits first, or does
+ * not answer within the timeout, it rejects with the child's output.
+ */
+export async function startBuilderProcess(
+  dirs: BuilderDirs,
+  opts: ProcessOptions = {},
+): Promise<BuilderProcess> {
+  const timeoutMs = opts.timeoutMs ?? 60_000;
+  const { child, output, exited } = spawnServe(dirs);
+  const pid = child.pid;
+  if (pid === undefined) throw new Error(`could not spawn the builder:\n${output()}`);
+  let exit: { code: number | null; signal: NodeJS.Signals | null } | null = null;
+  void exited.then((e) => (exit = e));
+  const deadline = Date.now() + timeoutMs;
+  const token = `started-${pid}`;
+  let url: string | null = null;
+  while (url === null) {
+    if (exit !== null) {
+      throw new Error(`builder ${describeExit(exit)} during start-up:\n${output()}`);
+    }
+    if (Date.now() > deadline) {
+      child.kill("SIGKILL");
+      await exited;
+      throw new Error(`builder did not answer echo() within ${timeoutMs} ms:\n${output()}`);
+    }
+    for (const { host, port } of listeningAddresses(pid)) {
+      const candidate = `http://${host}:${port}`;
+      try {
+        const answer = await createClient(candidate).call("echo", token);
+        if (Array.isArray(answer) && answer[0] === token) url = candidate;
+      } catch {
+        // listening but not answering yet, or not the RPC port
+      }
+      if (url !== null) break;
+    }
+    if (url === null) await new Promise((r) => setTimeout(r, 50));
+  }
   return {
     ...dirs,
     url,
     child,
+    pid,
     client: createClient(url),
-    logText: () => out,
+    logText: output,
     async kill(signal: NodeJS.Signals = "SIGTERM") {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-      return exited;
+      const e = await exited;
+      return e.signal ?? e.code ?? -1;
     },
   };
+}
+
+export interface ExitedStart {
+  readonly pid: number;
+  /** Exit status, or null when killed by a signal. */
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+  /** Everything it wrote to stdout and stderr. */
+  readonly output: string;
+  /** Milliseconds from spawn to exit. */
+  readonly ms: number;
+}
+
+/**
+ * Start `buildd serve` on existing directories when it is expected to refuse (e.g. a
+ * second instance on a locked state directory; pass `{...dirs, configFile}` to start it
+ * on another config): resolves with how it exited and what it wrote. If it is still running after the timeout, it is killed and this rejects,
+ * saying so with its output.
+ */
+export async function startBuilderExpectingExit(
+  dirs: BuilderDirs,
+  opts: ProcessOptions = {},
+): Promise<ExitedStart> {
+  const timeoutMs = opts.timeoutMs ?? 30_000;
+  const started = Date.now();
+  const { child, output, exited } = spawnServe(dirs);
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<"timeout">((resolve) => {
+    timer = setTimeout(() => resolve("timeout"), timeoutMs);
+  });
+  const first = await Promise.race([exited, timedOut]);
+  clearTimeout(timer);
+  if (first === "timeout") {
+    const where = child.pid === undefined ? [] : listeningAddresses(child.pid);
+    child.kill("SIGKILL");
+    await exited;
+    throw new Error(
+      `builder was expected to exit but was still running after ${timeoutMs} ms` +
+        `${where.length ? ` (listening on ${where.map((a) => `${a.host}:${a.port}`).join(", ")})` : ""}` +
+        `; killed it. Its output:\n${output()}`,
+    );
+  }
+  const ms = Date.now() - started;
+  return { pid: child.pid ?? -1, code: first.code, signal: first.signal, output: output(), ms };
 }
