@@ -13,7 +13,7 @@ import { Writable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { loadConfig } from "../src/config.js";
 import { createLogger } from "../src/logger.js";
-import { startBuilder } from "../src/app.js";
+import { startBuilder, type BuilderOverrides } from "../src/app.js";
 import { createClient, type RpcClient } from "./client.js";
 import { listeningAddresses } from "./listening.js";
 
@@ -48,6 +48,9 @@ export function makeBuilderDirs(
       ...sections["builder"],
     },
     log: { level: "debug", ...sections["log"] },
+    // Tests stop builders with builds still running: abort those at once rather than
+    // waiting out the production grace (the shutdown tests set their own).
+    build: { shutdown_grace: 0, ...sections["build"] },
   };
   const text = Object.entries(merged)
     .map(
@@ -81,6 +84,7 @@ export interface TestBuilder extends BuilderDirs {
 export async function startTestBuilder(
   sections: ConfSections = {},
   raw: RawSections = {},
+  overrides: BuilderOverrides = {},
 ): Promise<TestBuilder> {
   const dirs = makeBuilderDirs(sections, undefined, raw);
   const config = loadConfig({ file: dirs.configFile });
@@ -92,7 +96,7 @@ export async function startTestBuilder(
     },
   });
   const log = createLogger(config.log.level, sink);
-  const running = await startBuilder(config, log);
+  const running = await startBuilder(config, log, overrides);
   return {
     ...dirs,
     url: running.url,

@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import type { RpcClient } from "./client.js";
 import type { Librarian } from "./librarian.js";
 import type { XmlRpcStruct } from "../src/rpc/codec.js";
+import { LOCK_FILE } from "../src/state/lock.js";
 
 export const sha1 = (data: Buffer | string): string =>
   createHash("sha1").update(data).digest("hex");
@@ -136,4 +137,15 @@ export function httpGet(
     req.on("error", reject);
     req.end();
   });
+}
+
+/**
+ * What a file cache directory holds, sorted, without the builder's lock file
+ * (`.buildd.lock`, see src/state/lock.ts): entries and any temporary left behind.
+ */
+export function cacheListing(dir: string): string[] {
+  return fs
+    .readdirSync(dir)
+    .filter((name) => !name.startsWith(LOCK_FILE))
+    .sort();
 }

@@ -9,13 +9,14 @@ import { createDispatcher } from "./rpc/dispatcher.js";
 import { createMethods } from "./rpc/methods.js";
 import { createServer } from "./server.js";
 import { basicAuth } from "./auth.js";
-import { Builder } from "./builder/builder.js";
+import { Builder, type BackendFactory } from "./builder/builder.js";
 import { Journal } from "./builder/journal.js";
 import { defaultRegistry } from "./buildtypes/registry.js";
 import { HostBackend } from "./backends/host.js";
 import { ChrootBackend } from "./backends/chroot.js";
 import { VERSION } from "./version.js";
 import { openDatabase } from "./state/db.js";
+import { lockDirectory, type DirectoryLock } from "./state/lock.js";
 import { FileCache } from "./filecache/store.js";
 import { EnsurePresent } from "./filecache/ensurepresent.js";
 import { filecacheHandler } from "./filecache/http.js";
@@ -26,15 +27,96 @@ export interface RunningBuilder {
   /** Base URL, e.g. http://127.0.0.1:8221 */
   readonly url: string;
   readonly port: number;
-  /** Stop accepting, let in-flight calls finish, release everything. */
+  /**
+   * Shut down: refuse new builds, give a running build `[build] shutdown_grace` to finish
+   * (then stop it as BUILDERFAIL), stop downloads, let in-flight calls finish, close the
+   * journal, release the directories. Calling it again returns the same promise.
+   */
   close(): Promise<void>;
+  /** During close(): end the grace period now (a second SIGINT/SIGTERM). */
+  hurry(): void;
 }
 
-export async function startBuilder(config: Config, log: Logger): Promise<RunningBuilder> {
+/** A wait that ends early when end() is called (a second SIGTERM during shutdown). */
+class Grace {
+  private ended = false;
+  private readonly waiters = new Set<() => void>();
+
+  /** True if `work` settled within `ms`; false when the time (or end()) came first. */
+  async wait(work: Promise<unknown>, ms: number): Promise<boolean> {
+    if (this.ended) return false;
+    let timer: NodeJS.Timeout | undefined;
+    let stop!: () => void;
+    const over = new Promise<false>((resolve) => {
+      stop = () => resolve(false);
+      timer = setTimeout(stop, ms);
+    });
+    this.waiters.add(stop);
+    try {
+      return await Promise.race([work.then(() => true as const), over]);
+    } finally {
+      clearTimeout(timer);
+      this.waiters.delete(stop);
+    }
+  }
+
+  end(): void {
+    this.ended = true;
+    for (const stop of this.waiters) stop();
+  }
+}
+
+/** Collaborators a test may replace (the design's createServer(deps)); production passes none. */
+export interface BuilderOverrides {
+  readonly backends?: BackendFactory;
+}
+
+const defaultBackends: BackendFactory = (kind, workspace) =>
+  kind === "chroot" ? new ChrootBackend(workspace) : new HostBackend(workspace);
+
+export async function startBuilder(
+  config: Config,
+  log: Logger,
+  overrides: BuilderOverrides = {},
+): Promise<RunningBuilder> {
   // The config's side effects happen here, not when it is read: missing directories are
   // created before anything opens or locks them.
   ensureDirectories(config);
+  // Before anything is read or changed: this process owns both directories, or stops.
+  const locks: DirectoryLock[] = [];
+  const releaseLocks = (): void => locks.splice(0).forEach((l) => l.release());
+  try {
+    locks.push(lockDirectory(config.builder.statedir, "[builder] statedir"));
+    locks.push(lockDirectory(config.builder.filecache, "[builder] filecache"));
+    return await startLocked(config, log, overrides, releaseLocks);
+  } catch (err) {
+    releaseLocks();
+    throw err;
+  }
+}
+
+async function startLocked(
+  config: Config,
+  log: Logger,
+  overrides: BuilderOverrides,
+  releaseLocks: () => void,
+): Promise<RunningBuilder> {
   const db = openDatabase(config.builder.statedir);
+  try {
+    return await serveOn(db, config, log, overrides, releaseLocks);
+  } catch (err) {
+    db.close();
+    throw err;
+  }
+}
+
+async function serveOn(
+  db: ReturnType<typeof openDatabase>,
+  config: Config,
+  log: Logger,
+  overrides: BuilderOverrides,
+  releaseLocks: () => void,
+): Promise<RunningBuilder> {
   const cache = new FileCache(config.builder.filecache, db, config.cache, log);
   await cache.reconcile();
   const ensurePresent = new EnsurePresent(cache, config.download, log);
@@ -56,8 +138,7 @@ export async function startBuilder(config: Config, log: Logger): Promise<Running
     journal: new Journal(db),
     cache,
     registry,
-    backends: (kind, workspace) =>
-      kind === "chroot" ? new ChrootBackend(workspace) : new HostBackend(workspace),
+    backends: overrides.backends ?? defaultBackends,
     logger: log,
     limits: config.build,
     gate: capabilities.gate,
@@ -100,18 +181,40 @@ export async function startBuilder(config: Config, log: Logger): Promise<Running
   capabilities.start();
   log.info({ url, config: config.file, version: VERSION }, "builder listening");
 
+  const grace = new Grace();
   let closing: Promise<void> | null = null;
   return {
     url,
     port,
+    hurry: () => grace.end(),
     close() {
-      closing ??= new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeIdleConnections();
-      }).then(async () => {
+      closing ??= (async () => {
+        // The listener stays up during the grace: managers keep polling status() and
+        // may still collect a finished build's files or a download; only new builds and
+        // new downloads are refused.
+        builder.stopAccepting("the builder is shutting down; send the build to another builder");
+        ensurePresent.stopAccepting();
+        const graceMs = config.build.shutdownGraceMs;
+        const inTime = await grace.wait(
+          Promise.all([builder.settled(), ensurePresent.idle()]),
+          graceMs,
+        );
+        if (!inTime) {
+          await builder.stopForShutdown(
+            `the builder is shutting down and the build did not finish within its grace of ${graceMs / 1000} s ([build] shutdown_grace); stopping it as BUILDERFAIL`,
+          );
+          await ensurePresent.close();
+        }
+        await new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          server.closeIdleConnections();
+        });
         await capabilities.close();
+        // Nothing writes to the journal any more: the build has ended, downloads have
+        // stopped and the last call has been answered.
         db.close();
-      });
+        releaseLocks();
+      })();
       return closing;
     },
   };

@@ -27,9 +27,16 @@ async function serve(opts: { config?: string }): Promise<void> {
   const running = builder;
   let stopping = false;
   const stop = (signal: NodeJS.Signals): void => {
-    if (stopping) return;
+    if (stopping) {
+      log.warn({ signal }, "second signal: stopping the running build now");
+      running.hurry();
+      return;
+    }
     stopping = true;
-    log.info({ signal }, "stopping: letting in-flight calls finish");
+    log.info(
+      { signal },
+      "stopping: no new builds; a running build gets [build] shutdown_grace to finish",
+    );
     running.close().then(
       () => {
         log.info("stopped");

@@ -51,6 +51,11 @@ export const ERRORS = {
     summary:
       "An unexpected failure inside the builder; it is logged with a stack and the server keeps running.",
   },
+  BUILDD_ERR_LOCKED: {
+    faultCode: null,
+    summary:
+      "Another process holds the state directory or the file cache (a second `buildd serve` on the same directories); start-up stops, names the directory and the PID holding it, and changes nothing.",
+  },
   BUILDD_ERR_CONFIG: {
     faultCode: null,
     summary:

@@ -53,7 +53,8 @@ describe("buildd command line", () => {
 
   test("SIGTERM lets an in-flight call finish before the process exits", async () => {
     const lib = await startLibrarian();
-    const proc = await startBuilderProcess(makeBuilderDirs());
+    // Downloads, like builds, get [build] shutdown_grace to finish (the harness sets 0).
+    const proc = await startBuilderProcess(makeBuilderDirs({ build: { shutdown_grace: 10 } }));
     try {
       const body = Buffer.from("slow but sure");
       const url = lib.add("/slow", body, { kind: "delay", ms: 1000 });

@@ -6,6 +6,7 @@ import { after, before, describe, test } from "node:test";
 import { startTestBuilder, type TestBuilder } from "../harness/builder.js";
 import { RpcFault } from "../harness/client.js";
 import {
+  cacheListing,
   eventually,
   httpGet,
   makeTarball,
@@ -30,7 +31,7 @@ describe("ensurepresent", () => {
     await lib.close();
   });
 
-  const cacheFiles = (): string[] => fs.readdirSync(b.filecache).sort();
+  const cacheFiles = (): string[] => cacheListing(b.filecache);
 
   async function expectFailure(
     url: string,

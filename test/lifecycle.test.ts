@@ -2,6 +2,7 @@
 // build → status → WAITING → results over /filecache → clean; refusals; abort that kills
 // everything; timeouts; log limits; credential scrubbing.
 import assert from "node:assert/strict";
+import fs from "node:fs";
 import path from "node:path";
 import Database from "better-sqlite3";
 import { after, before, describe, test } from "node:test";
@@ -197,7 +198,11 @@ describe("build lifecycle (script builds on the host)", () => {
         {},
         script([{ name: "x", run: "true" }]),
       ),
-      { faultCode: 8002, faultString: "Builder is not IDLE when asked to start building" },
+      {
+        faultCode: 8002,
+        faultString:
+          'Builder is not IDLE when asked to start building: it is BUILDING build "SCRIPT-first"; call abort() first, or wait for it to finish',
+      },
     );
     const s = await status(b.client);
     assert.equal(s["build_id"], "SCRIPT-first");
@@ -246,16 +251,29 @@ describe("build lifecycle (script builds on the host)", () => {
   });
 
   test("abort and clean in the wrong states are faults that say why", async () => {
+    // The reference's wording first (managers may match on it), then where the builder
+    // is and what to do.
     await assert.rejects(b.client.call("abort"), {
       faultCode: 8002,
-      faultString: "Builder is not BUILDING when asked to abort",
+      faultString:
+        "Builder is not BUILDING when asked to abort: it is IDLE; there is no build to abort",
     });
     await assert.rejects(b.client.call("clean"), {
       faultCode: 8002,
-      faultString: "Builder is not WAITING when asked to clean",
+      faultString:
+        "Builder is not WAITING when asked to clean: it is IDLE; there is no build to clean up",
     });
     await buildAndWait("SCRIPT-w", script([{ name: "ok", run: "true" }]));
-    await assert.rejects(b.client.call("abort"), { faultCode: 8002 });
+    await assert.rejects(b.client.call("abort"), {
+      faultCode: 8002,
+      faultString:
+        'Builder is not BUILDING when asked to abort: it is WAITING with build "SCRIPT-w" (OK), which has already finished; call clean()',
+    });
+    await assert.rejects(b.client.call("build", "SCRIPT-x", "script", tree, {}, script([])), {
+      faultCode: 8002,
+      faultString:
+        'Builder is not IDLE when asked to start building: it is WAITING with build "SCRIPT-w" (OK); collect its files and call clean() first',
+    });
     await cleanUp();
   });
 
@@ -361,7 +379,9 @@ describe("build lifecycle (script builds on the host)", () => {
         [
           {
             name: "leak",
-            run: `echo "Get:1 ${secretUrl} focal InRelease"; echo token=$API_TOKEN; sleep 4248.1`,
+            // The secret also appears literally in the command line: the journal must
+            // not keep it there either.
+            run: `echo "Get:1 ${secretUrl} focal InRelease"; echo token=$API_TOKEN; test "$API_TOKEN" = tok-123456789 && echo same; sleep 4248.1`,
           },
         ],
         { secrets: { API_TOKEN: "tok-123456789" }, environment: { MIRROR: secretUrl } },
@@ -390,6 +410,12 @@ describe("build lifecycle (script builds on the host)", () => {
     assert.match(rows[0]!.args, /API_TOKEN/);
     assert.match(rows[0]!.args, /http:\/\/archive\.example\/ubuntu/);
     assert.doesNotMatch(rows[0]!.args, /s3cr3t-pass|tok-123456789/);
+    // Not anywhere in the SQLite files either (the WAL holds every version of a row).
+    for (const file of fs.readdirSync(b.statedir).filter((f) => f.startsWith("buildd.sqlite"))) {
+      const bytes = fs.readFileSync(path.join(b.statedir, file)).toString("latin1");
+      assert.ok(!bytes.includes("tok-123456789"), `${file} holds the secret`);
+      assert.ok(!bytes.includes("s3cr3t-pass"), `${file} holds the password`);
+    }
     // ensurepresent logs its URL: the builder's own log must not show the password.
     await b.client.call(
       "ensurepresent",

@@ -6,10 +6,13 @@ import fs from "node:fs";
 import path from "node:path";
 import { promisify } from "node:util";
 import { after, before, describe, test } from "node:test";
+import Database from "better-sqlite3";
 import { makeBuilderDirs, startBuilderProcess, type BuilderDirs } from "../harness/builder.js";
 import {
+  cacheListing,
   eventually,
   fetchText,
+  httpGet,
   makeTarball,
   pidsWithMarker,
   putInCache,
@@ -111,6 +114,57 @@ describe("restarts (SIGKILL)", () => {
     }
   });
 
+  test("killed in the middle of clean(): back IDLE with the clean finished, never WAITING without its files", async () => {
+    const dirs = makeBuilderDirs();
+    let p = await startBuilderProcess(dirs);
+    const tree = await putInCache(p.client, lib, tarball, "restart-cleaning");
+    await p.client.call(
+      "build",
+      "RESTART-3",
+      "script",
+      tree,
+      {},
+      {
+        // Many files, so that removing the workspace takes a moment to kill it in.
+        steps: [
+          { name: "many", run: "mkdir d; cd d; seq 1 20000 | xargs touch; echo r > ../r.txt" },
+        ],
+        artifacts: ["r.txt"],
+      },
+    );
+    const waiting = await waitForState(p.client, "WAITING");
+    const result = (waiting["filemap"] as Record<string, string>)["r.txt"]!;
+    const cleaning = p.client.call("clean").catch(() => null);
+    // The journal says CLEANING before anything is removed: kill it right then.
+    const db = new Database(path.join(dirs.statedir, "buildd.sqlite"), { readonly: true });
+    try {
+      await eventually(
+        "the journal says CLEANING",
+        () =>
+          (db.prepare("SELECT state FROM builder_state").get() as { state: string }).state ===
+          "CLEANING",
+        10_000,
+      );
+    } finally {
+      db.close();
+    }
+    assert.equal(await p.kill("SIGKILL"), "SIGKILL");
+    await cleaning;
+
+    p = await startBuilderProcess(dirs);
+    try {
+      const s = await status(p.client);
+      assert.equal(s["builder_status"], "BuilderStatus.IDLE", JSON.stringify(s));
+      assert.match(p.logText(), /finishing a clean that was interrupted/);
+      assert.ok(!cacheListing(dirs.filecache).includes(result), "the result is removed");
+      assert.ok(cacheListing(dirs.filecache).includes(tree), "the input stays");
+      assert.deepEqual(fs.readdirSync(path.join(dirs.statedir, "builds")), []);
+      assert.equal((await httpGet(`${p.url}/filecache/buildlog`)).status, 404);
+    } finally {
+      await p.kill("SIGTERM");
+    }
+  });
+
   test("killed in the middle of a download: no temporary file, no entry, ensurepresent works", async () => {
     const dirs = makeBuilderDirs();
     let p = await startBuilderProcess(dirs);
@@ -130,7 +184,7 @@ describe("restarts (SIGKILL)", () => {
 
     p = await startBuilderProcess(dirs);
     try {
-      assert.deepEqual(fs.readdirSync(dirs.filecache), [], "no temporary file and no entry");
+      assert.deepEqual(cacheListing(dirs.filecache), [], "no temporary file and no entry");
       assert.deepEqual(await p.client.call("ensurepresent", sum, null, null, null), [
         false,
         "No URL",
@@ -164,7 +218,7 @@ describe("restarts (SIGKILL)", () => {
 
     p = await startBuilderProcess(dirs);
     try {
-      assert.deepEqual(fs.readdirSync(dirs.filecache).sort(), [kept, sha1(handCopied)].sort());
+      assert.deepEqual(cacheListing(dirs.filecache), [kept, sha1(handCopied)].sort());
       assert.deepEqual(await p.client.call("ensurepresent", sha1(handCopied), null, null, null), [
         true,
         "No URL",

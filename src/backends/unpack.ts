@@ -13,7 +13,7 @@ import { spawn } from "node:child_process";
 import path from "node:path";
 import readline from "node:readline";
 import type { StepIO } from "./backend.js";
-import type { RunningProcess, RunResult } from "../process/runner.js";
+import { killAlive, type RunningProcess, type RunResult } from "../process/runner.js";
 import { StepFailed } from "./util.js";
 
 /** Why a member is refused, or null when it is fine. Exported for unit tests. */
@@ -88,6 +88,7 @@ export function startUnpack(tarball: string, dest: string, io: StepIO): RunningP
     pid: child.pid ?? -1,
     done,
     namespace: Promise.resolve(null),
+    killRemaining: killAlive,
     async terminate() {
       child.kill("SIGKILL");
       await done;

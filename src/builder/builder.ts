@@ -1,29 +1,43 @@
 // The builder: the one owner of the state machine IDLE → BUILDING → (ABORTING) → WAITING
-// → IDLE. Every transition is in TRANSITIONS; an illegal one is a typed error with the
-// table's message, which the dispatcher turns into fault 8002.
+// → CLEANING → IDLE. Every transition is in TRANSITIONS; an illegal one is a typed error
+// with the table's message (the reference's wording, which managers may match on) and
+// where the builder is and what to do, which the dispatcher turns into fault 8002.
+//
+// A transition is one synchronous step: the check, the journal write and the change in
+// memory happen with no await in between, so no other call can observe or act on a
+// half-done transition. Work that must wait (removing files in clean(), fsyncing the
+// journal) happens in a phase of its own that the table names: clean() goes WAITING →
+// CLEANING (journaled first) → IDLE, and a crash at any instant restarts into a state
+// whose promises hold — WAITING still serves every file it lists, because files are only
+// deleted after CLEANING is on disk, and a restart in CLEANING finishes the clean.
 //
 // Every check of build() runs before anything changes: a refused build() leaves the
 // running build's id, log and state untouched (the reference overwrote the id and
-// truncated the log). State changes are journaled in the same step as they happen in
-// memory, so a restart finds what the manager was last told.
+// truncated the log).
 
 import fs from "node:fs";
 import path from "node:path";
 import type { Logger } from "pino";
 import type { Backend } from "../backends/backend.js";
-import type { BuildOutcome, BuildType } from "../buildtypes/buildtype.js";
+import type { BuildType } from "../buildtypes/buildtype.js";
 import type { BuildTypeRegistry } from "../buildtypes/registry.js";
 import { parseBuildArgs } from "../buildtypes/arguments.js";
 import { isSafeComponent } from "../buildtypes/names.js";
 import { describeError, illegalState, invalidArgument } from "../errors.js";
 import type { FileCache } from "../filecache/store.js";
 import { signalNamespace } from "../process/pidns.js";
-import { createScrubber, scrubText } from "../process/scrub.js";
+import { createScrubber, type Scrubber } from "../process/scrub.js";
 import type { XmlRpcStruct, XmlRpcValue } from "../rpc/codec.js";
 import { BuildLog, readLogTail } from "./buildlog.js";
 import type { BuildRecord, Journal } from "./journal.js";
 import { RunningBuild } from "./running-build.js";
-import { BuildStatus, BuilderStatus, type BuildResult, type BuilderState } from "./states.js";
+import {
+  BuildStatus,
+  BuilderStatus,
+  type BuildResult,
+  type BuilderPhase,
+  type BuilderState,
+} from "./states.js";
 
 const TRANSITIONS = {
   start: {
@@ -43,12 +57,17 @@ const TRANSITIONS = {
   },
   clean: {
     from: [BuilderStatus.WAITING],
-    to: BuilderStatus.IDLE,
+    to: "CLEANING",
     refusal: "Builder is not WAITING when asked to clean",
+  },
+  cleaned: {
+    from: ["CLEANING"],
+    to: BuilderStatus.IDLE,
+    refusal: "Builder is not CLEANING when a clean finished",
   },
 } as const satisfies Record<
   string,
-  { from: readonly BuilderState[]; to: BuilderState; refusal: string }
+  { from: readonly BuilderPhase[]; to: BuilderPhase; refusal: string }
 >;
 type Transition = keyof typeof TRANSITIONS;
 
@@ -59,17 +78,22 @@ const WITH_FILES: readonly BuildResult[] = [
   BuildStatus.DEPFAIL,
 ];
 
-/** Credentials in any string of the arguments (e.g. archives lines) never reach the journal. */
-function scrubValues(value: XmlRpcStruct): XmlRpcStruct {
+const short = (s: string): string => s.replace("BuilderStatus.", "").replace("BuildStatus.", "");
+
+/**
+ * Every string in a value through the build's scrubber: the journal keeps what the build
+ * log may show, never more (a declared secret inside a step's command line included).
+ */
+function scrubValues<T extends XmlRpcValue>(value: T, scrubber: Scrubber): T {
   const walk = (v: XmlRpcValue): XmlRpcValue => {
-    if (typeof v === "string") return scrubText(v);
+    if (typeof v === "string") return scrubber.scrub(v);
     if (Array.isArray(v)) return v.map(walk);
     if (v !== null && typeof v === "object" && !Buffer.isBuffer(v) && !(v instanceof Date)) {
       return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, walk(x)]));
     }
     return v;
   };
-  return walk(value) as XmlRpcStruct;
+  return walk(value) as T;
 }
 
 export type BackendFactory = (kind: "host" | "chroot", workspace: string) => Backend;
@@ -102,65 +126,132 @@ interface Current {
   log: BuildLog | null;
   run: RunningBuild | null;
   extraStatus: XmlRpcStruct;
+  scrubber: Scrubber;
   finished: Promise<void> | null;
 }
 
 export type BuildReply = [string, string];
 
 export class Builder {
-  private state: BuilderState;
+  private phase: BuilderPhase = BuilderStatus.IDLE;
   private current: Current | null = null;
+  /** The clean() in progress (CLEANING), which a second clean() joins. */
+  private cleaning: Promise<string> | null = null;
+  /** Why the last attempt to finish a clean failed (CLEANING, nothing in progress). */
+  private cleanFailure: string | null = null;
+  /** Set when the builder stops taking builds (shutdown): the reason build() gives. */
+  private refusing: string | null = null;
 
-  constructor(private readonly deps: BuilderDeps) {
-    this.state = BuilderStatus.IDLE;
-  }
+  constructor(private readonly deps: BuilderDeps) {}
 
   get logPath(): string {
     return path.join(this.deps.statedir, "buildlog");
   }
 
+  /** The state as the protocol names it (CLEANING is still WAITING on the wire). */
+  get state(): BuilderState {
+    return this.phase === "CLEANING" ? BuilderStatus.WAITING : this.phase;
+  }
+
   /** Path of the build log while one exists (BUILDING through WAITING). */
   buildLogPath(): string | null {
-    return this.state === BuilderStatus.IDLE || !fs.existsSync(this.logPath) ? null : this.logPath;
+    if (this.phase === BuilderStatus.IDLE || this.phase === "CLEANING") return null;
+    return fs.existsSync(this.logPath) ? this.logPath : null;
   }
 
   private workspaceOf(seq: number): string {
     return path.join(this.deps.statedir, "builds", String(seq));
   }
 
-  /** Throws the transition's refusal unless it is allowed from the current state. */
+  /** Where the builder is and what the caller can do, for a refused transition. */
+  private situation(t: Transition): string {
+    const cur = this.current;
+    const id = cur ? `build ${JSON.stringify(cur.record.buildId)}` : "";
+    const result = cur?.record.buildStatus ? ` (${short(cur.record.buildStatus)})` : "";
+    switch (this.phase) {
+      case BuilderStatus.IDLE:
+        return t === "abort"
+          ? "it is IDLE; there is no build to abort"
+          : "it is IDLE; there is no build to clean up";
+      case BuilderStatus.BUILDING:
+        return t === "start"
+          ? `it is BUILDING ${id}; call abort() first, or wait for it to finish`
+          : `it is BUILDING ${id}; call abort() first, then clean() once it is WAITING`;
+      case BuilderStatus.ABORTING:
+        return `it is ABORTING ${id}; wait until it is WAITING, then call clean()`;
+      case BuilderStatus.WAITING:
+        return t === "start"
+          ? `it is WAITING with ${id}${result}; collect its files and call clean() first`
+          : `it is WAITING with ${id}${result}, which has already finished; call clean()`;
+      case "CLEANING":
+        return this.cleanFailure
+          ? `cleaning up after ${id} failed (${this.cleanFailure}); call clean() again`
+          : `it is cleaning up after ${id}; wait for clean() to return`;
+    }
+  }
+
+  /** Throws the transition's refusal unless it is allowed from the current phase. */
   private check(t: Transition): void {
     const spec = TRANSITIONS[t];
-    if (!(spec.from as readonly BuilderState[]).includes(this.state)) {
-      throw illegalState(spec.refusal);
+    if (!(spec.from as readonly BuilderPhase[]).includes(this.phase)) {
+      throw illegalState(`${spec.refusal}: ${this.situation(t)}`);
     }
   }
 
   private transition(t: Transition): void {
     this.check(t);
-    this.state = TRANSITIONS[t].to;
+    this.phase = TRANSITIONS[t].to;
   }
 
   status(): XmlRpcStruct {
     const s: XmlRpcStruct = { builder_status: this.state, builder_version: this.deps.version };
     const cur = this.current;
-    if (this.state === BuilderStatus.IDLE || !cur) return s;
+    if (this.phase === BuilderStatus.IDLE || !cur) return s;
     // Build-type keys first, so they can never replace the protocol's own keys.
     const out: XmlRpcStruct = { ...cur.extraStatus, ...s, build_id: cur.record.buildId };
-    if (this.state === BuilderStatus.BUILDING) {
+    if (this.phase === BuilderStatus.BUILDING) {
       out["logtail"] = readLogTail(this.logPath, 2048);
-    } else if (this.state === BuilderStatus.WAITING) {
+    } else if (this.phase === BuilderStatus.WAITING) {
       const rec = cur.record;
       out["build_status"] = rec.buildStatus;
       if (rec.buildStatus !== null && WITH_FILES.includes(rec.buildStatus)) {
         out["filemap"] = { ...rec.results };
         out["dependencies"] = rec.dependencies;
       }
+    } else if (this.phase === "CLEANING") {
+      // Its files are being removed: no filemap to fetch any more.
+      out["build_status"] = cur.record.buildStatus;
+      out["cleaning"] = true;
     }
     return out;
   }
 
-  build(
+  /**
+   * Stop taking builds (shutdown): build() is refused with `reason` from now on. The
+   * running build, if any, goes on.
+   */
+  stopAccepting(reason: string): void {
+    this.refusing = reason;
+  }
+
+  async build(
+    buildId: string,
+    typeName: string,
+    chrootSha1: string,
+    filemap: XmlRpcStruct,
+    args: XmlRpcStruct,
+  ): Promise<BuildReply> {
+    const reply = this.startBuild(buildId, typeName, chrootSha1, filemap, args);
+    if (reply[0] === BuilderStatus.BUILDING) {
+      // The manager may forget a job we said we took: make that promise survive a power
+      // cut before saying it (off the event loop; the build already runs meanwhile).
+      await this.syncJournal();
+    }
+    return reply;
+  }
+
+  /** Every check, then the build's start, in one synchronous step. */
+  private startBuild(
     buildId: string,
     typeName: string,
     chrootSha1: string,
@@ -186,6 +277,9 @@ export class Builder {
     }
     if (buildId === "") throw invalidArgument("build_id must not be empty");
     this.check("start");
+    if (this.refusing !== null) {
+      throw illegalState(`Builder is not accepting builds: ${this.refusing}`);
+    }
     if (!isSafeComponent(buildId)) {
       throw invalidArgument(
         `build_id ${JSON.stringify(buildId.slice(0, 80))} is not a safe name (no "/", no control characters, at most 255 bytes)`,
@@ -203,51 +297,54 @@ export class Builder {
     );
     const parsed = parseBuildArgs(type, args, inputs);
     const gate = this.deps.gate?.(args) ?? { env: {}, logLines: [], extraStatus: {}, secrets: [] };
+    const scrubber = createScrubber([...type.secrets(parsed), ...gate.secrets]);
 
     // Every check passed: from here on the build exists. The journal first: if recording
     // it fails, nothing has changed and the call fails; once it is recorded, any failure
     // ends the build as BUILDERFAIL (WAITING), never a builder stuck in BUILDING.
     const backendKind = type.backendFor(parsed);
+    const extraStatus = scrubValues({ ...gate.extraStatus }, scrubber);
     const seq = journal.begin({
       buildId,
       buildType: typeName,
       backend: backendKind,
       chrootSha1,
       filemap: files,
-      args: scrubValues(type.journalArgs(args)),
+      args: scrubValues(type.journalArgs(args), scrubber),
     });
     this.transition("start");
     const cur: Current = {
       record: journal.get(seq)!,
       log: null,
       run: null,
-      extraStatus: { ...gate.extraStatus },
+      extraStatus,
+      scrubber,
       finished: null,
     };
     this.current = cur;
     try {
-      cur.log = BuildLog.create(this.logPath, {
-        maxBytes: this.deps.limits.logMaxBytes,
-        scrubber: createScrubber([...type.secrets(parsed), ...gate.secrets]),
-      });
+      cur.log = BuildLog.create(this.logPath, { maxBytes: this.deps.limits.logMaxBytes, scrubber });
       if (typeof args["build_url"] === "string") cur.log.write(`${args["build_url"]}\n`);
       for (const line of gate.logLines) cur.log.write(`${line}\n`);
       cache.hold(`build:${seq}`, [chrootSha1, ...Object.values(files)]);
       journal.setExtraStatus(seq, cur.extraStatus);
-      cur.finished = this.runBuild(
-        cur,
-        type,
-        parsed,
-        backendKind,
-        files,
-        gate.env,
-        chrootSha1,
-      ).catch((err: unknown) => this.machineryFailed(cur, err));
+      cur.finished = this.runBuild(cur, type, parsed, backendKind, files, gate.env, chrootSha1)
+        .catch((err: unknown) => this.machineryFailed(cur, err))
+        .finally(() => this.syncJournal());
     } catch (err) {
       this.machineryFailed(cur, err);
     }
     this.deps.logger.info({ buildId, type: typeName, seq }, "build started");
     return [BuilderStatus.BUILDING, buildId];
+  }
+
+  /** Journal.sync(), logged rather than thrown: the commit itself already happened. */
+  private async syncJournal(): Promise<void> {
+    try {
+      await this.deps.journal.sync();
+    } catch (err) {
+      this.deps.logger.error({ err }, "could not flush the journal to disk");
+    }
   }
 
   private async runBuild(
@@ -277,7 +374,7 @@ export class Builder {
       abortTimeoutMs: this.deps.limits.abortTimeoutMs,
       logger,
       onExtraStatus: (extra) => {
-        cur.extraStatus = { ...cur.extraStatus, ...extra };
+        cur.extraStatus = { ...cur.extraStatus, ...scrubValues(extra, cur.scrubber) };
         journal.setExtraStatus(seq, cur.extraStatus);
       },
       onProcess: (proc) => {
@@ -285,7 +382,7 @@ export class Builder {
       },
     });
     cur.run = run;
-    let outcome: BuildOutcome = await run.execute();
+    const outcome = await run.execute();
     let status = outcome.status;
 
     const results: Record<string, string> = {};
@@ -293,19 +390,21 @@ export class Builder {
     if (WITH_FILES.includes(status) && outcome.results.length > 0) {
       try {
         for (const file of outcome.results) {
-          const stored = await cache.storeFile(file.path);
+          // Held from the moment it is stored: a concurrent ensurepresent() that makes
+          // room in the cache can never evict a result the manager is about to be given.
+          const stored = await cache.storeFile(file.path, `results:${seq}`);
           results[file.name] = stored.sha1;
           if (stored.added) created.push(stored.sha1);
         }
       } catch (err) {
+        // Storing into our own cache failed (disk full, budget): the builder's failure.
         log.write(`[buildd] Failed to gather results: ${describeError(err)}\n`);
-        if (status === BuildStatus.OK) status = BuildStatus.PACKAGEFAIL;
+        status = BuildStatus.BUILDERFAIL;
       }
     }
     if (!(await this.stopBackend(backend, log)) && status === BuildStatus.OK) {
       status = BuildStatus.BUILDERFAIL;
     }
-    outcome = { ...outcome, status };
     this.finish(cur, status, outcome.dependencies ?? "", results, created);
   }
 
@@ -331,11 +430,22 @@ export class Builder {
   private machineryFailed(cur: Current, err: unknown): void {
     this.deps.logger.error({ err, buildId: cur.record.buildId }, "build machinery failed");
     cur.log?.write(`[buildd] builder error: ${describeError(err)}\n`);
-    if (this.current === cur && this.state !== BuilderStatus.WAITING) {
+    if (
+      this.current === cur &&
+      (this.phase === BuilderStatus.BUILDING || this.phase === BuilderStatus.ABORTING)
+    ) {
       this.finish(cur, BuildStatus.BUILDERFAIL, "", {}, []);
     }
   }
 
+  /** Results a build added to the cache and nobody else holds: removed. */
+  private dropCreated(seq: number, created: readonly string[]): void {
+    const { cache } = this.deps;
+    cache.release(`results:${seq}`);
+    for (const sha1 of created) if (!cache.isHeld(sha1)) cache.remove(sha1);
+  }
+
+  /** BUILDING/ABORTING → WAITING with the result: one synchronous step. */
   private finish(
     cur: Current,
     status: BuildResult,
@@ -346,65 +456,105 @@ export class Builder {
     const seq = cur.record.seq;
     // Aborted after its last step (while results were gathered): still ABORTED, as the
     // manager asked, unless the builder itself failed.
-    if (this.state === BuilderStatus.ABORTING && status !== BuildStatus.BUILDERFAIL) {
+    if (this.phase === BuilderStatus.ABORTING && status !== BuildStatus.BUILDERFAIL) {
       status = BuildStatus.ABORTED;
+    }
+    this.check("finish");
+    if (!WITH_FILES.includes(status)) {
+      this.dropCreated(seq, created);
       results = {};
-      created.forEach((sha1) => this.deps.cache.remove(sha1));
       created = [];
     }
     cur.log?.write(`[buildd] build finished: ${status}\n`);
     cur.log?.close();
     cur.log = null;
-    this.transition("finish");
     this.deps.journal.finish(seq, { status, dependencies, results, created });
+    this.transition("finish");
     cur.record = this.deps.journal.get(seq) ?? cur.record;
-    this.deps.cache.hold(`results:${seq}`, Object.values(results));
     this.deps.cache.release(`build:${seq}`);
     cur.run = null;
     this.deps.logger.info({ buildId: cur.record.buildId, status }, "build finished");
   }
 
   abort(): string {
-    if (this.state === BuilderStatus.ABORTING) return BuilderStatus.ABORTING;
+    if (this.phase === BuilderStatus.ABORTING) return BuilderStatus.ABORTING;
     this.transition("abort");
     this.deps.journal.setState(BuilderStatus.ABORTING, this.current?.record.seq ?? null);
     void this.current?.run?.abort();
     return BuilderStatus.ABORTING;
   }
 
-  async clean(): Promise<string> {
-    this.transition("clean");
-    const cur = this.current!;
-    const seq = cur.record.seq;
-    const rec = this.deps.journal.get(seq)!;
-    const { cache } = this.deps;
-    cache.release(`results:${seq}`);
-    for (const sha1 of rec.created) {
-      if (!cache.isHeld(sha1)) cache.remove(sha1);
+  /**
+   * WAITING → CLEANING → IDLE. The CLEANING phase is journaled (and flushed) before any
+   * file is removed; a second clean() meanwhile waits for the same one.
+   */
+  clean(): Promise<string> {
+    if (this.cleaning) return this.cleaning;
+    if (this.phase !== "CLEANING") {
+      this.transition("clean");
+      this.deps.journal.beginClean(this.current!.record.seq);
     }
-    fs.rmSync(this.logPath, { force: true });
-    await this.backendOf(rec).remove(null);
-    this.deps.journal.cleaned(seq);
+    // A clean that failed before is retried from where it stopped (its steps repeat safely).
+    this.cleanFailure = null;
+    const rec = this.current!.record;
+    this.cleaning = this.finishClean(rec).finally(() => (this.cleaning = null));
+    return this.cleaning;
+  }
+
+  private async finishClean(rec: BuildRecord): Promise<string> {
+    try {
+      await this.deps.journal.sync();
+      this.dropCreated(rec.seq, rec.created);
+      fs.rmSync(this.logPath, { force: true });
+      await this.backendOf(rec).remove(null);
+    } catch (err) {
+      this.cleanFailure = describeError(err);
+      this.deps.logger.error({ err, buildId: rec.buildId }, "clean failed");
+      throw illegalState(
+        `Cleaning up after build ${JSON.stringify(rec.buildId)} failed: ${this.cleanFailure}; call clean() again`,
+      );
+    }
+    this.deps.journal.cleaned(rec.seq);
+    this.transition("cleaned");
     this.current = null;
     this.deps.logger.info({ buildId: rec.buildId }, "cleaned");
     return BuilderStatus.IDLE;
   }
 
-  /** Wait for the running build to reach WAITING (tests and shutdown). */
+  /** Wait for the running build to reach WAITING, and a clean in progress to end. */
   async settled(): Promise<void> {
     await this.current?.finished;
+    await this.cleaning?.catch(() => undefined);
+  }
+
+  /**
+   * Shutdown, once the grace is over: stop a build that still runs as BUILDERFAIL with
+   * `why` in its log, and resolve once nothing of it runs any more (bounded by the abort
+   * timeout), so that the journal can be closed.
+   */
+  async stopForShutdown(why: string): Promise<void> {
+    const cur = this.current;
+    if (
+      cur?.run &&
+      (this.phase === BuilderStatus.BUILDING || this.phase === BuilderStatus.ABORTING)
+    ) {
+      this.deps.logger.warn({ buildId: cur.record.buildId }, why);
+      await cur.run.abort(BuildStatus.BUILDERFAIL, why);
+    }
+    await this.settled();
   }
 
   /**
    * At start-up: take the state back from the journal. A WAITING build is served again
-   * as it was; a build that was running when the builder died is BUILDERFAIL, its
-   * leftover processes killed and its environment cleaned.
+   * as it was; a clean that was interrupted is finished; a build that was running when
+   * the builder died is BUILDERFAIL, its leftover processes killed and its environment
+   * cleaned.
    */
   async recover(): Promise<void> {
-    const { journal, logger } = this.deps;
+    const { journal, logger, cache } = this.deps;
     const { state, current } = journal.state();
     if (state === BuilderStatus.IDLE || !current) {
-      this.state = BuilderStatus.IDLE;
+      this.phase = BuilderStatus.IDLE;
       return;
     }
     this.current = {
@@ -412,14 +562,28 @@ export class Builder {
       log: null,
       run: null,
       extraStatus: current.extraStatus,
+      scrubber: createScrubber([]),
       finished: null,
     };
-    this.state = state;
+    this.phase = state;
     if (state === BuilderStatus.WAITING) {
+      const missing = Object.entries(current.results).filter(([, sha1]) => !cache.has(sha1));
+      if (missing.length > 0) {
+        logger.error(
+          { buildId: current.buildId, missing: missing.map(([name]) => name) },
+          "a waiting build's result files are missing from the cache",
+        );
+      }
       logger.info(
         { buildId: current.buildId, status: current.buildStatus },
         "recovered a waiting build",
       );
+      return;
+    }
+    if (state === "CLEANING") {
+      logger.info({ buildId: current.buildId }, "finishing a clean that was interrupted");
+      // A failure is kept (CLEANING, reported by build() and retried by clean()).
+      await this.clean().catch(() => undefined);
       return;
     }
     if (current.pidNamespace) {
@@ -437,7 +601,10 @@ export class Builder {
     await this.stopBackend(this.backendOf(current), log);
     const cur = this.current;
     cur.log = log;
+    // Results it may have stored before dying are not listed anywhere: let them go.
+    cache.release(`results:${current.seq}`);
     this.finish(cur, BuildStatus.BUILDERFAIL, "", {}, []);
+    await this.syncJournal();
     logger.warn({ buildId: current.buildId }, "recovered an interrupted build as BUILDERFAIL");
   }
 }

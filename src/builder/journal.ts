@@ -5,9 +5,10 @@
 // build; `created` lists the result SHA-1s the build added to the cache (clean() removes
 // exactly those, never an input that happens to have the same content).
 
+import fs from "node:fs";
 import type { Db } from "../state/db.js";
 import type { XmlRpcStruct } from "../rpc/codec.js";
-import { BuilderStatus, type BuildResult, type BuilderState } from "./states.js";
+import { BuilderStatus, type BuildResult, type BuilderPhase } from "./states.js";
 
 export interface BuildRecord {
   readonly seq: number;
@@ -74,10 +75,10 @@ export class Journal {
     private readonly now: () => number = Date.now,
   ) {}
 
-  state(): { state: BuilderState; current: BuildRecord | null } {
+  state(): { state: BuilderPhase; current: BuildRecord | null } {
     const row = this.db
       .prepare("SELECT state, current_seq FROM builder_state WHERE id = 1")
-      .get() as { state: BuilderState; current_seq: number | null };
+      .get() as { state: BuilderPhase; current_seq: number | null };
     return {
       state: row.state,
       current: row.current_seq === null ? null : this.get(row.current_seq),
@@ -120,7 +121,30 @@ export class Journal {
     })();
   }
 
-  setState(state: BuilderState, currentSeq: number | null): void {
+  /**
+   * Make every commit so far durable against a power cut, without blocking the event
+   * loop: the database runs `synchronous = NORMAL` (see src/state/db.ts), so commits are
+   * in the WAL but maybe not on disk; this fsyncs the WAL on libuv's thread pool. Linux's
+   * fsync flushes the file whatever descriptor it is called on.
+   */
+  async sync(): Promise<void> {
+    let handle: fs.promises.FileHandle;
+    try {
+      handle = await fs.promises.open(`${this.db.name}-wal`, "r");
+    } catch (err) {
+      // No WAL (checkpointed and removed): the commits are in the main file, which the
+      // checkpoint fsynced.
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
+      throw err;
+    }
+    try {
+      await handle.datasync();
+    } finally {
+      await handle.close();
+    }
+  }
+
+  setState(state: BuilderPhase, currentSeq: number | null): void {
     this.db
       .prepare("UPDATE builder_state SET state = ?, current_seq = ? WHERE id = 1")
       .run(state, currentSeq);
@@ -164,7 +188,12 @@ export class Journal {
     })();
   }
 
-  /** WAITING → IDLE; the build stays as history. */
+  /** WAITING → CLEANING: clean() has begun; a restart finishes it (see Builder.recover). */
+  beginClean(seq: number): void {
+    this.setState("CLEANING", seq);
+  }
+
+  /** CLEANING → IDLE; the build stays as history. */
   cleaned(seq: number): void {
     this.db.transaction(() => {
       this.db.prepare("UPDATE builds SET cleaned_at = ? WHERE seq = ?").run(this.now(), seq);

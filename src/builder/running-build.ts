@@ -10,7 +10,6 @@ import type { Logger } from "pino";
 import type { Backend, RunOptions, StepIO } from "../backends/backend.js";
 import type { BuildContext, BuildOutcome, BuildType, StepResult } from "../buildtypes/buildtype.js";
 import { describeError } from "../errors.js";
-import { isAlive, signalAll } from "../process/pidns.js";
 import type { RunningProcess } from "../process/runner.js";
 import type { XmlRpcStruct, XmlRpcValue } from "../rpc/codec.js";
 import type { BuildLog } from "./buildlog.js";
@@ -73,8 +72,12 @@ export class RunningBuild {
     );
     let outcome: BuildOutcome;
     try {
+      const phases = this.runPhases();
+      // Abandoned (processes that would not die): the phases may still settle, or fail,
+      // long after; nobody waits for them then, and that must not crash the builder.
+      phases.catch(() => undefined);
       outcome = await Promise.race([
-        this.runPhases(),
+        phases,
         this.abandoned.then((): BuildOutcome => ({ status: BuildStatus.BUILDERFAIL, results: [] })),
       ]);
     } catch (err) {
@@ -171,19 +174,22 @@ export class RunningBuild {
   }
 
   /**
-   * abort(): stop with ABORTED and make sure every process died. If anything is still
-   * alive at the abort timeout, the result is BUILDERFAIL and the log names the PIDs.
+   * abort(): stop with ABORTED (or, at shutdown, BUILDERFAIL with its reason) and make
+   * sure every process died. If anything is still alive at the abort timeout, the result
+   * is BUILDERFAIL and the log names the PIDs.
    */
-  async abort(): Promise<void> {
+  async abort(
+    status: BuildResult = BuildStatus.ABORTED,
+    reason = "ABORTING: killing every process of the build",
+  ): Promise<void> {
     const proc = this.proc;
-    await this.stop(BuildStatus.ABORTED, "ABORTING: killing every process of the build");
+    await this.stop(status, reason);
     if (!proc) return;
     const deadline = Date.now() + this.p.abortTimeoutMs;
     let survivors = (await proc.terminate(this.p.killGraceMs)).survivors;
     while (survivors.length > 0 && Date.now() < deadline) {
-      signalAll(survivors, "SIGKILL");
       await new Promise((r) => setTimeout(r, 500));
-      survivors = survivors.filter(isAlive);
+      survivors = proc.killRemaining(survivors);
     }
     if (survivors.length > 0) {
       this.killFailed = true;

@@ -27,3 +27,10 @@ export const BuildStatus = {
 export type BuildResult = (typeof BuildStatus)[keyof typeof BuildStatus];
 
 export const PROTOCOL_VERSION = "1.0";
+
+/**
+ * The builder's phases: the four protocol states plus CLEANING, the inside of clean()
+ * (journaled, files being removed). CLEANING never reaches the wire: status() shows it
+ * as WAITING without a filemap, and build() is refused until clean() has returned.
+ */
+export type BuilderPhase = BuilderState | "CLEANING";

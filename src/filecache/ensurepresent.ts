@@ -27,6 +27,10 @@ const librarianError = (reason: string): EnsureResult => [
 
 export class EnsurePresent {
   private readonly inflight = new Map<string, Promise<EnsureResult>>();
+  /** Aborted by close(): shutdown stops every download before the journal closes. */
+  private readonly stopping = new AbortController();
+  /** Set by stopAccepting() (shutdown): no new download starts. */
+  private refusing = false;
 
   constructor(
     private readonly cache: FileCache,
@@ -48,11 +52,29 @@ export class EnsurePresent {
     }
     const running = this.inflight.get(sha1);
     if (running) return running;
+    if (this.refusing) return librarianError("the builder is shutting down; not downloading");
     const download = this.download(sha1, url, username, password).finally(() =>
       this.inflight.delete(sha1),
     );
     this.inflight.set(sha1, download);
     return download;
+  }
+
+  /** Shutdown begins: downloads in flight go on, new ones are refused with a reason. */
+  stopAccepting(): void {
+    this.refusing = true;
+  }
+
+  /** Resolves once no download is in flight. */
+  async idle(): Promise<void> {
+    while (this.inflight.size > 0) await Promise.allSettled([...this.inflight.values()]);
+  }
+
+  /** Shutdown: abort the downloads in flight (each answers its caller) and wait for them. */
+  async close(): Promise<void> {
+    this.stopAccepting();
+    this.stopping.abort();
+    await Promise.allSettled([...this.inflight.values()]);
   }
 
   private async download(
@@ -73,6 +95,7 @@ export class EnsurePresent {
         password,
         destPath: temp,
         limits: this.limits,
+        signal: this.stopping.signal,
         onResponse: (contentLength) => {
           // Make room before the first byte is written, so a download that cannot fit
           // is refused up front instead of filling the disk.

@@ -62,29 +62,41 @@ export class FileCache {
   /**
    * Move a verified temporary file into place under its SHA-1. The caller has fsynced
    * the file and checked its digest. If the entry exists already, the temp is dropped.
-   * Returns whether the entry is new.
+   * `holder`, when given, holds the entry in the same synchronous step as its row is
+   * written, so no eviction can come in between. Returns whether the entry is new.
    */
-  async commit(tempPath: string, sha1: string, size: number): Promise<boolean> {
+  async commit(tempPath: string, sha1: string, size: number, holder?: string): Promise<boolean> {
     if (!isSha1(sha1)) throw new Error(`not a SHA-1: ${sha1}`);
     const existed = fs.existsSync(this.pathOf(sha1));
     if (existed) {
       fs.rmSync(tempPath, { force: true });
     } else {
       fs.renameSync(tempPath, this.pathOf(sha1));
-      await fsyncPath(this.dir);
     }
     const t = this.now();
-    this.db
-      .prepare(
-        `INSERT INTO cache_entries (sha1, size, added_at, last_used) VALUES (?, ?, ?, ?)
-         ON CONFLICT (sha1) DO UPDATE SET last_used = excluded.last_used`,
-      )
-      .run(sha1, size, t, t);
+    this.db.transaction(() => {
+      this.db
+        .prepare(
+          `INSERT INTO cache_entries (sha1, size, added_at, last_used) VALUES (?, ?, ?, ?)
+           ON CONFLICT (sha1) DO UPDATE SET last_used = excluded.last_used`,
+        )
+        .run(sha1, size, t, t);
+      if (holder !== undefined) this.hold(holder, [sha1]);
+    })();
+    // After the row and the hold: the await gives other calls a turn, and from here on
+    // the entry is both known and (if asked) protected from eviction.
+    if (!existed) await fsyncPath(this.dir);
     return !existed;
   }
 
-  /** Copy a file into the cache while hashing it (build results); returns its SHA-1. */
-  async storeFile(source: string): Promise<{ sha1: string; size: number; added: boolean }> {
+  /**
+   * Copy a file into the cache while hashing it (build results); returns its SHA-1.
+   * `holder` holds the entry from the moment it exists (see commit()).
+   */
+  async storeFile(
+    source: string,
+    holder?: string,
+  ): Promise<{ sha1: string; size: number; added: boolean }> {
     const temp = this.tempPath();
     const hash = createHash("sha1");
     let size = 0;
@@ -104,7 +116,7 @@ export class FileCache {
       await fsyncPath(temp);
       const sha1 = hash.digest("hex");
       this.reserve(size, true);
-      const added = await this.commit(temp, sha1, size);
+      const added = await this.commit(temp, sha1, size, holder);
       return { sha1, size, added };
     } catch (err) {
       fs.rmSync(temp, { force: true });

@@ -59,6 +59,18 @@ export interface RunningProcess {
   terminate(graceMs: number): Promise<{ survivors: number[] }>;
   /** The PID namespace the command runs in ("pid:[…]"), or null when not isolated. */
   readonly namespace: Promise<string | null>;
+  /**
+   * SIGKILL those of `pids` (survivors terminate() reported) that are still alive, and
+   * return them: abort() calls it until nothing is left or its timeout passes.
+   */
+  killRemaining(pids: readonly number[]): number[];
+}
+
+/** The usual killRemaining(): by PID, skipping what has died meanwhile. */
+export function killAlive(pids: readonly number[]): number[] {
+  const alive = pids.filter(isAlive);
+  signalAll(alive, "SIGKILL");
+  return alive;
 }
 
 export const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -174,6 +186,7 @@ export function startProcess(spec: RunSpec): RunningProcess {
       done: Promise.resolve(failed),
       terminate: async () => ({ survivors: [] }),
       namespace: Promise.resolve(null),
+      killRemaining: killAlive,
     };
   }
   const pid = child.pid ?? -1;
@@ -306,5 +319,11 @@ export function startProcess(spec: RunSpec): RunningProcess {
     return terminating;
   };
 
-  return { pid, done, terminate, namespace: nsInfo.then((info) => info?.ns ?? null) };
+  return {
+    pid,
+    done,
+    terminate,
+    namespace: nsInfo.then((info) => info?.ns ?? null),
+    killRemaining: killAlive,
+  };
 }

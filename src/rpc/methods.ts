@@ -23,7 +23,7 @@ export interface MethodDeps {
     chrootSha1: string,
     filemap: XmlRpcStruct,
     args: XmlRpcStruct,
-  ): [string, string];
+  ): Promise<[string, string]>;
   abort(): string;
   clean(): Promise<string>;
   /** Per capability name, every declared version with its properties and availability. */
