@@ -10,8 +10,8 @@ import { spawn } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { unpack } from "../src/backends/unpack.js";
-import { BuildLog } from "../src/builder/buildlog.js";
-import { createScrubber } from "../src/process/scrub.js";
+import { BuildLog } from "../src/log/buildlog.js";
+import { createScrubber } from "../src/log/scrub.js";
 import {
   atMostRatio,
   interleave,

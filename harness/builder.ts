@@ -11,7 +11,7 @@ import os from "node:os";
 import path from "node:path";
 import { Writable } from "node:stream";
 import { fileURLToPath } from "node:url";
-import { loadConfig } from "../src/config.js";
+import { loadConfig } from "../src/config/config.js";
 import { createLogger } from "../src/logger.js";
 import { startBuilder, type BuilderOverrides } from "../src/app.js";
 import { createClient, type RpcClient } from "./client.js";

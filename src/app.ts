@@ -3,7 +3,7 @@
 
 import http from "node:http";
 import type { AddressInfo } from "node:net";
-import type { Config } from "./config.js";
+import type { Config } from "./config/config.js";
 import type { Logger } from "./logger.js";
 import { createDispatcher } from "./rpc/dispatcher.js";
 import { createMethods } from "./rpc/methods.js";

@@ -7,6 +7,7 @@
 // casual caller, the port scanner and the SSRF-by-ensurepresent.
 
 import { timingSafeEqual, createHash } from "node:crypto";
+import type { ServerResponse } from "node:http";
 
 export interface AuthConfig {
   readonly username: string;
@@ -21,6 +22,15 @@ function same(a: string, b: string): boolean {
 }
 
 export const CHALLENGE = 'Basic realm="buildd", charset="UTF-8"';
+
+/** The one 401 answer: the challenge a client (or a manager's URL userinfo) answers. */
+export function refuseUnauthenticated(res: ServerResponse): void {
+  res.writeHead(401, {
+    "www-authenticate": CHALLENGE,
+    "content-type": "text/plain; charset=utf-8",
+  });
+  res.end("Authentication required: send HTTP Basic credentials ([auth] username and password)\n");
+}
 
 /** Whether an Authorization header carries the configured credentials. */
 export function isAuthorized(auth: AuthConfig, header: string | undefined): boolean {

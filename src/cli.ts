@@ -2,7 +2,7 @@
 
 import fs from "node:fs";
 import { Command } from "commander";
-import { loadConfig } from "./config.js";
+import { loadConfig } from "./config/config.js";
 import { isBuilddError } from "./errors.js";
 import { createLogger } from "./logger.js";
 import { startBuilder } from "./app.js";

@@ -5,7 +5,7 @@
 
 import { execFileSync } from "node:child_process";
 import fs from "node:fs";
-import type { Config } from "./config.js";
+import type { Config } from "./config/config.js";
 import { BuilddError } from "./errors.js";
 
 /** `[builder] architecturetag`, or this machine's when it is not set. */

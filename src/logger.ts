@@ -2,7 +2,7 @@
 // same credential scrubber as the build log, so a URL with a password that reaches a log
 // call (an ensurepresent URL, a failing command line) is never written out in clear.
 import pino, { type Logger } from "pino";
-import { scrubText } from "./process/scrub.js";
+import { scrubText } from "./log/scrub.js";
 
 export type { Logger };
 

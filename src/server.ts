@@ -10,7 +10,7 @@
 
 import type { IncomingMessage, RequestListener, ServerResponse } from "node:http";
 import type { Logger } from "pino";
-import { CHALLENGE } from "./auth.js";
+import { refuseUnauthenticated } from "./auth.js";
 import type { Dispatcher } from "./rpc/dispatcher.js";
 import { isRpcPath, rpcHandler } from "./rpc/http.js";
 import { isFilecachePath } from "./filecache/http.js";
@@ -40,8 +40,7 @@ export function createServer(deps: ServerDeps): RequestListener {
     if (isRpcPath(req.url)) return rpc(req, res);
     if (filecache && isFilecachePath(req.url)) {
       if (authorize && !authorize(req.headers.authorization)) {
-        res.writeHead(401, { "www-authenticate": CHALLENGE, "content-type": "text/plain" });
-        res.end("Authentication required\n");
+        refuseUnauthenticated(res);
         return;
       }
       try {

@@ -3,8 +3,8 @@ import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { BuildLog, readLogTail, shellQuote, utcTimestamp } from "../src/builder/buildlog.js";
-import { createScrubber } from "../src/process/scrub.js";
+import { BuildLog, readLogTail, shellQuote, utcTimestamp } from "../src/log/buildlog.js";
+import { createScrubber } from "../src/log/scrub.js";
 
 function tempDir(): string {
   const dir = mkdtempSync(join(tmpdir(), "buildlog-test-"));

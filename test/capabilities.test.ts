@@ -14,15 +14,15 @@ import { fetchText, makeTarball, putInCache, status, waitForState } from "../har
 import { startLibrarian, type Librarian } from "../harness/librarian.js";
 import { extractTranscripts, runTranscript } from "../harness/transcript.js";
 import { mapCapabilities } from "../src/capabilities/env.js";
-import type { CapabilityDecl } from "../src/capabilities/parse.js";
+import type { CapabilityDecl } from "../src/config/capabilities.js";
 import { probeCapability } from "../src/capabilities/probe.js";
 import { CapabilityRegistry } from "../src/capabilities/registry.js";
 import { parseRequirement, satisfies } from "../src/capabilities/requirements.js";
-import { compareVersions, isValidVersion } from "../src/capabilities/version.js";
-import { loadConfig } from "../src/config.js";
+import { compareVersions, isValidVersion } from "../src/protocol/debian-version.js";
+import { loadConfig } from "../src/config/config.js";
 import { BuilddError } from "../src/errors.js";
 import { createLogger } from "../src/logger.js";
-import { DEFAULT_PATH } from "../src/process/runner.js";
+import { DEFAULT_PATH } from "../src/process/environment.js";
 import type { XmlRpcStruct, XmlRpcValue } from "../src/rpc/codec.js";
 
 const hasDpkg = spawnSync("dpkg", ["--version"]).status === 0;

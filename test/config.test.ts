@@ -5,10 +5,10 @@ import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { describe, test } from "node:test";
-import { CONFIG_KEYS, describeType } from "../src/config-keys.js";
+import { CONFIG_KEYS, describeType } from "../src/config/keys.js";
 import { configErrorOf, startupErrorOf, writeConfigFile } from "../harness/config.js";
 import { makeBuilderDirs } from "../harness/builder.js";
-import { loadConfig } from "../src/config.js";
+import { loadConfig } from "../src/config/config.js";
 import { ensureDirectories, hostArchitecture } from "../src/host-setup.js";
 
 const run = promisify(execFile);

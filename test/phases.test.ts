@@ -23,7 +23,7 @@ import { startLibrarian, type Librarian } from "../harness/librarian.js";
 import type { BackendFactory } from "../src/builder/builder.js";
 import { HostBackend } from "../src/backends/host.js";
 import type { RunOptions } from "../src/backends/backend.js";
-import type { BuildLog } from "../src/builder/buildlog.js";
+import type { BuildLog } from "../src/log/buildlog.js";
 import type { RunningProcess } from "../src/process/runner.js";
 
 /** A gate a backend waits at until the test opens it; `reached` says it got there. */

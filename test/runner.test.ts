@@ -4,11 +4,11 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { BuildLog } from "../src/builder/buildlog.js";
+import { BuildLog } from "../src/log/buildlog.js";
 import { pidNamespaceOf } from "../src/process/pidns.js";
 import type { RunSpec } from "../src/process/runner.js";
 import { isolationSupport, startProcess } from "../src/process/runner.js";
-import { createScrubber } from "../src/process/scrub.js";
+import { createScrubber } from "../src/log/scrub.js";
 
 const dir = mkdtempSync(join(tmpdir(), "runner-test-"));
 test.after(() => rmSync(dir, { recursive: true, force: true }));

@@ -11,7 +11,7 @@ import {
   StreamScrubber,
   createScrubber,
   scrubText,
-} from "../src/process/scrub.js";
+} from "../src/log/scrub.js";
 
 test("URL credentials are removed, the host kept", () => {
   assert.equal(

@@ -2,7 +2,7 @@
 // to run; a backend says where: on this machine in a working directory (host), or inside
 // an unpacked chroot (chroot). Every command goes through the one process runner.
 
-import type { BuildLog } from "../builder/buildlog.js";
+import type { BuildLog } from "../log/buildlog.js";
 import type { RunningProcess } from "../process/runner.js";
 import type { Tree } from "./inroot.js";
 

@@ -19,8 +19,9 @@
 
 import fs from "node:fs";
 import path from "node:path";
-import type { BuildLog } from "../builder/buildlog.js";
-import { DEFAULT_PATH, startProcess, type RunningProcess } from "../process/runner.js";
+import type { BuildLog } from "../log/buildlog.js";
+import { DEFAULT_PATH } from "../process/environment.js";
+import { startProcess, type RunningProcess } from "../process/runner.js";
 import type { Backend, RunOptions, StepIO } from "./backend.js";
 import { Tree } from "./inroot.js";
 import { unpack } from "./unpack.js";

@@ -4,8 +4,9 @@
 // workspace; for host builds that tarball is the source tree.
 
 import fs from "node:fs";
-import type { BuildLog } from "../builder/buildlog.js";
-import { DEFAULT_PATH, startProcess, type RunningProcess } from "../process/runner.js";
+import type { BuildLog } from "../log/buildlog.js";
+import { DEFAULT_PATH } from "../process/environment.js";
+import { startProcess, type RunningProcess } from "../process/runner.js";
 import type { Backend, RunOptions, StepIO } from "./backend.js";
 import { Tree } from "./inroot.js";
 import { runToCompletion, removeTree } from "./util.js";

@@ -22,22 +22,24 @@ import type { Backend } from "../backends/backend.js";
 import type { BuildType } from "../buildtypes/buildtype.js";
 import type { BuildTypeRegistry } from "../buildtypes/registry.js";
 import { parseBuildArgs } from "../buildtypes/arguments.js";
-import { isSafeComponent } from "../buildtypes/names.js";
+import { isSafeComponent } from "../protocol/names.js";
 import { describeError, illegalState, invalidArgument } from "../errors.js";
 import type { FileCache } from "../filecache/store.js";
 import { signalNamespace } from "../process/pidns.js";
-import { createScrubber, type Scrubber } from "../process/scrub.js";
-import type { XmlRpcStruct, XmlRpcValue } from "../rpc/codec.js";
-import { BuildLog, readLogTail } from "./buildlog.js";
+import { createScrubber, type Scrubber } from "../log/scrub.js";
+import { isStruct, type Struct, type Value } from "../protocol/values.js";
+import { BuildLog, readLogTail } from "../log/buildlog.js";
 import type { BuildRecord, Journal } from "./journal.js";
 import { RunningBuild } from "./running-build.js";
+import type { BuildGate } from "../protocol/gate.js";
+import type { StatusSnapshot } from "../protocol/status.js";
 import {
   BuildStatus,
   BuilderStatus,
   type BuildResult,
   type BuilderPhase,
   type BuilderState,
-} from "./states.js";
+} from "../protocol/states.js";
 
 const TRANSITIONS = {
   start: {
@@ -84,11 +86,11 @@ const short = (s: string): string => s.replace("BuilderStatus.", "").replace("Bu
  * Every string in a value through the build's scrubber: the journal keeps what the build
  * log may show, never more (a declared secret inside a step's command line included).
  */
-function scrubValues<T extends XmlRpcValue>(value: T, scrubber: Scrubber): T {
-  const walk = (v: XmlRpcValue): XmlRpcValue => {
+function scrubValues<T extends Value>(value: T, scrubber: Scrubber): T {
+  const walk = (v: Value): Value => {
     if (typeof v === "string") return scrubber.scrub(v);
     if (Array.isArray(v)) return v.map(walk);
-    if (v !== null && typeof v === "object" && !Buffer.isBuffer(v) && !(v instanceof Date)) {
+    if (isStruct(v)) {
       return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, walk(x)]));
     }
     return v;
@@ -97,15 +99,6 @@ function scrubValues<T extends XmlRpcValue>(value: T, scrubber: Scrubber): T {
 }
 
 export type BackendFactory = (kind: "host" | "chroot", workspace: string) => Backend;
-
-/** A check a build must pass before it starts (capabilities plug in here). */
-export type BuildGate = (args: XmlRpcStruct) => {
-  env: Record<string, string>;
-  logLines: string[];
-  extraStatus: XmlRpcStruct;
-  /** Values to scrub from the build log (e.g. a capability's password). */
-  secrets: string[];
-};
 
 export interface BuilderDeps {
   readonly statedir: string;
@@ -125,7 +118,7 @@ interface Current {
   record: BuildRecord;
   log: BuildLog | null;
   run: RunningBuild | null;
-  extraStatus: XmlRpcStruct;
+  extraStatus: Struct;
   scrubber: Scrubber;
   finished: Promise<void> | null;
 }
@@ -203,27 +196,39 @@ export class Builder {
     this.phase = TRANSITIONS[t].to;
   }
 
-  status(): XmlRpcStruct {
-    const s: XmlRpcStruct = { builder_status: this.state, builder_version: this.deps.version };
+  status(): StatusSnapshot {
+    const base = { state: this.state, version: this.deps.version };
     const cur = this.current;
-    if (this.phase === BuilderStatus.IDLE || !cur) return s;
-    // Build-type keys first, so they can never replace the protocol's own keys.
-    const out: XmlRpcStruct = { ...cur.extraStatus, ...s, build_id: cur.record.buildId };
-    if (this.phase === BuilderStatus.BUILDING) {
-      out["logtail"] = readLogTail(this.logPath, 2048);
-    } else if (this.phase === BuilderStatus.WAITING) {
-      const rec = cur.record;
-      out["build_status"] = rec.buildStatus;
-      if (rec.buildStatus !== null && WITH_FILES.includes(rec.buildStatus)) {
-        out["filemap"] = { ...rec.results };
-        out["dependencies"] = rec.dependencies;
+    if (this.phase === BuilderStatus.IDLE || !cur) return { ...base, build: null };
+    const rec = cur.record;
+    const extra = cur.extraStatus;
+    switch (this.phase) {
+      case BuilderStatus.BUILDING:
+        return {
+          ...base,
+          build: { id: rec.buildId, extra, logtail: readLogTail(this.logPath, 2048) },
+        };
+      case BuilderStatus.ABORTING:
+        return { ...base, build: { id: rec.buildId, extra } };
+      case BuilderStatus.WAITING: {
+        const withFiles = rec.buildStatus !== null && WITH_FILES.includes(rec.buildStatus);
+        return {
+          ...base,
+          build: {
+            id: rec.buildId,
+            extra,
+            result: rec.buildStatus,
+            ...(withFiles ? { filemap: { ...rec.results }, dependencies: rec.dependencies } : {}),
+          },
+        };
       }
-    } else if (this.phase === "CLEANING") {
-      // Its files are being removed: no filemap to fetch any more.
-      out["build_status"] = cur.record.buildStatus;
-      out["cleaning"] = true;
+      case "CLEANING":
+        // Its files are being removed: no filemap to fetch any more.
+        return {
+          ...base,
+          build: { id: rec.buildId, extra, result: rec.buildStatus, cleaning: true },
+        };
     }
-    return out;
   }
 
   /**
@@ -238,8 +243,8 @@ export class Builder {
     buildId: string,
     typeName: string,
     chrootSha1: string,
-    filemap: XmlRpcStruct,
-    args: XmlRpcStruct,
+    filemap: Readonly<Record<string, string>>,
+    args: Struct,
   ): Promise<BuildReply> {
     const reply = this.startBuild(buildId, typeName, chrootSha1, filemap, args);
     if (reply[0] === BuilderStatus.BUILDING) {
@@ -255,8 +260,8 @@ export class Builder {
     buildId: string,
     typeName: string,
     chrootSha1: string,
-    filemap: XmlRpcStruct,
-    args: XmlRpcStruct,
+    filemap: Readonly<Record<string, string>>,
+    args: Struct,
   ): BuildReply {
     const { cache, registry, journal } = this.deps;
     const type = registry.get(typeName);
@@ -270,8 +275,6 @@ export class Builder {
     if (!cache.has(chrootSha1)) return [BuilderStatus.UNKNOWNSUM, `CHROOTSUM -> ${chrootSha1}`];
     const files: Record<string, string> = {};
     for (const [name, sha1] of Object.entries(filemap)) {
-      if (typeof sha1 !== "string")
-        throw invalidArgument(`filemap value for ${JSON.stringify(name)} must be a SHA-1 string`);
       if (!cache.has(sha1)) return [BuilderStatus.UNKNOWNSUM, `FILESUM -> ${sha1}`];
       files[name] = sha1;
     }

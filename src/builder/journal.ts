@@ -7,8 +7,8 @@
 
 import fs from "node:fs";
 import type { Db } from "../state/db.js";
-import type { XmlRpcStruct } from "../rpc/codec.js";
-import { BuilderStatus, type BuildResult, type BuilderPhase } from "./states.js";
+import type { Struct } from "../protocol/values.js";
+import { BuilderStatus, type BuildResult, type BuilderPhase } from "../protocol/states.js";
 
 export interface BuildRecord {
   readonly seq: number;
@@ -17,14 +17,14 @@ export interface BuildRecord {
   readonly backend: string;
   readonly chrootSha1: string;
   readonly filemap: Record<string, string>;
-  readonly args: XmlRpcStruct;
+  readonly args: Struct;
   readonly startedAt: number;
   readonly endedAt: number | null;
   readonly buildStatus: BuildResult | null;
   readonly dependencies: string;
   readonly results: Record<string, string>;
   readonly created: string[];
-  readonly extraStatus: XmlRpcStruct;
+  readonly extraStatus: Struct;
   readonly pidNamespace: string | null;
   readonly cleanedAt: number | null;
 }
@@ -56,14 +56,14 @@ function fromRow(r: BuildRow): BuildRecord {
     backend: r.backend,
     chrootSha1: r.chroot_sha1,
     filemap: JSON.parse(r.filemap) as Record<string, string>,
-    args: JSON.parse(r.args) as XmlRpcStruct,
+    args: JSON.parse(r.args) as Struct,
     startedAt: r.started_at,
     endedAt: r.ended_at,
     buildStatus: r.build_status as BuildResult | null,
     dependencies: r.dependencies,
     results: JSON.parse(r.results) as Record<string, string>,
     created: JSON.parse(r.created) as string[],
-    extraStatus: JSON.parse(r.extra_status) as XmlRpcStruct,
+    extraStatus: JSON.parse(r.extra_status) as Struct,
     pidNamespace: r.pid_namespace,
     cleanedAt: r.cleaned_at,
   };
@@ -98,7 +98,7 @@ export class Journal {
     backend: string;
     chrootSha1: string;
     filemap: Record<string, string>;
-    args: XmlRpcStruct;
+    args: Struct;
   }): number {
     return this.db.transaction(() => {
       const info = this.db
@@ -150,7 +150,7 @@ export class Journal {
       .run(state, currentSeq);
   }
 
-  setExtraStatus(seq: number, extra: XmlRpcStruct): void {
+  setExtraStatus(seq: number, extra: Struct): void {
     this.db
       .prepare("UPDATE builds SET extra_status = ? WHERE seq = ?")
       .run(JSON.stringify(extra), seq);

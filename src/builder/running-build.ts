@@ -11,9 +11,9 @@ import type { Backend, RunOptions, StepIO } from "../backends/backend.js";
 import type { BuildContext, BuildOutcome, BuildType, StepResult } from "../buildtypes/buildtype.js";
 import { describeError } from "../errors.js";
 import type { RunningProcess } from "../process/runner.js";
-import type { XmlRpcStruct, XmlRpcValue } from "../rpc/codec.js";
-import type { BuildLog } from "./buildlog.js";
-import { BuildStatus, type BuildResult } from "./states.js";
+import type { Struct, Value } from "../protocol/values.js";
+import type { BuildLog } from "../log/buildlog.js";
+import { BuildStatus, type BuildResult } from "../protocol/states.js";
 
 export interface RunningBuildParams {
   readonly buildId: string;
@@ -29,13 +29,13 @@ export interface RunningBuildParams {
   readonly abortTimeoutMs: number;
   readonly logger: Logger;
   /** Called whenever the extra status changes (the builder journals it). */
-  readonly onExtraStatus: (extra: XmlRpcStruct) => void;
+  readonly onExtraStatus: (extra: Struct) => void;
   /** Called with each process as it starts (the builder journals its PID namespace). */
   readonly onProcess?: (proc: RunningProcess) => void;
 }
 
 export class RunningBuild {
-  readonly extraStatus: XmlRpcStruct = {};
+  readonly extraStatus: Struct = {};
   private proc: RunningProcess | null = null;
   private stopped: { status: BuildResult; reason: string } | null = null;
   private killFailed = false;
@@ -135,7 +135,7 @@ export class RunningBuild {
     this.setExtra("build_step", name);
   }
 
-  private setExtra(key: string, value: XmlRpcValue): void {
+  private setExtra(key: string, value: Value): void {
     this.extraStatus[key] = value;
     this.p.onExtraStatus({ ...this.extraStatus });
   }

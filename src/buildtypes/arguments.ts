@@ -4,7 +4,7 @@
 // refused by build() before anything changes, with the nearest known name.
 
 import { invalidArgument } from "../errors.js";
-import type { XmlRpcStruct } from "../rpc/codec.js";
+import type { Struct } from "../protocol/values.js";
 import type { ArgSpec, BuildType, InputFile } from "./buildtype.js";
 
 /** Keys any build may carry, whatever its type; the builder itself acts on them. */
@@ -68,7 +68,7 @@ export function nearestName(name: string, known: readonly string[]): string | nu
  */
 export function checkArgumentNames(
   type: Pick<BuildType, "name" | "arguments">,
-  args: XmlRpcStruct,
+  args: Struct,
 ): void {
   const known = argumentsOf(type).map((a) => a.name);
   const unknown = Object.keys(args).filter((key) => !known.includes(key));
@@ -97,7 +97,7 @@ export function checkArgumentNames(
 /** What build() calls: the shared check of the names, then the type's own parsing. */
 export function parseBuildArgs<A>(
   type: BuildType<A>,
-  args: XmlRpcStruct,
+  args: Struct,
   filemap: Readonly<Record<string, InputFile>>,
 ): A {
   checkArgumentNames(type, args);

@@ -11,8 +11,8 @@
 
 import fs from "node:fs";
 import { describeError, invalidArgument } from "../errors.js";
-import type { XmlRpcStruct, XmlRpcValue } from "../rpc/codec.js";
-import { BuildStatus } from "../builder/states.js";
+import type { Struct, Value } from "../protocol/values.js";
+import { BuildStatus } from "../protocol/states.js";
 import type {
   ArgSpec,
   BuildContext,
@@ -28,7 +28,7 @@ import {
   parseDsc,
   unmetDependencies,
 } from "./debian.js";
-import { isSafeComponent } from "./names.js";
+import { isSafeComponent } from "../protocol/names.js";
 
 export interface BinaryPackageArgs {
   readonly dsc: string;
@@ -113,21 +113,21 @@ const BINARY_PACKAGE_ARGUMENTS: readonly ArgSpec[] = [
 const BUILD_DIR = "/build";
 const BUILD_USER = "buildd";
 
-function requiredString(args: XmlRpcStruct, key: string): string {
+function requiredString(args: Struct, key: string): string {
   const v = args[key];
   if (typeof v !== "string" || v === "")
     throw invalidArgument(`binarypackage build: ${key} is required (a non-empty string)`);
   return v;
 }
 
-function optionalString(args: XmlRpcStruct, key: string): string | null {
+function optionalString(args: Struct, key: string): string | null {
   const v = args[key];
   if (v === undefined || v === null) return null;
   if (typeof v !== "string") throw invalidArgument(`binarypackage build: ${key} must be a string`);
   return v;
 }
 
-function stringList(v: XmlRpcValue | undefined, key: string): string[] | null {
+function stringList(v: Value | undefined, key: string): string[] | null {
   if (v === undefined || v === null) return null;
   if (!Array.isArray(v) || !v.every((x) => typeof x === "string")) {
     throw invalidArgument(`binarypackage build: ${key} must be a list of strings`);

@@ -3,9 +3,9 @@
 // the backend to run in, the build log and the input files, and returns an outcome.
 
 import type { Backend, RunOptions } from "../backends/backend.js";
-import type { BuildLog } from "../builder/buildlog.js";
-import type { BuildResult } from "../builder/states.js";
-import type { XmlRpcStruct, XmlRpcValue } from "../rpc/codec.js";
+import type { BuildLog } from "../log/buildlog.js";
+import type { BuildResult } from "../protocol/states.js";
+import type { Struct, Value } from "../protocol/values.js";
 
 export interface StepResult {
   readonly exitCode: number | null;
@@ -28,7 +28,7 @@ export interface BuildContext {
   /** Run one step: logged, killable by abort, its name reported in status(). */
   runStep(name: string, argv: readonly string[], opts?: RunOptions): Promise<StepResult>;
   /** Keys added to status() while the build runs and once it waits. */
-  setExtraStatus(key: string, value: XmlRpcValue): void;
+  setExtraStatus(key: string, value: Value): void;
   /** True once abort() was called or a limit stopped the build. */
   readonly stopping: boolean;
 }
@@ -80,13 +80,13 @@ export interface BuildType<Args = unknown> {
    * invalidArgument error saying what is wrong. Unknown keys were refused already
    * (parseBuildArgs in arguments.ts); the filemap's files may be read to check them.
    */
-  parseArgs(args: XmlRpcStruct, filemap: Readonly<Record<string, InputFile>>): Args;
+  parseArgs(args: Struct, filemap: Readonly<Record<string, InputFile>>): Args;
   /** Time limit for the whole build, if the arguments set one. */
   timeoutMs?(args: Args): number | null;
   /** Strings in the arguments that must never appear in logs or the journal. */
   secrets(args: Args): string[];
   /** The arguments as the journal stores them (secrets removed). */
-  journalArgs(args: XmlRpcStruct): XmlRpcStruct;
+  journalArgs(args: Struct): Struct;
   /** Run the build. Throwing means our machinery failed (BUILDERFAIL). */
   run(ctx: BuildContext, args: Args): Promise<BuildOutcome>;
 }

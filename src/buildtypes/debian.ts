@@ -1,7 +1,7 @@
 // Reading what Debian's tools write: .changes and .dsc files and apt's complaints about
 // build dependencies. Pure functions, unit-tested against real output.
 
-import { isSafeComponent } from "./names.js";
+import { isSafeComponent } from "../protocol/names.js";
 
 /**
  * File names listed in a multi-line field whose lines end with a file name: `Files`

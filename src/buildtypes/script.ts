@@ -16,10 +16,10 @@
 
 import path from "node:path";
 import { describeError, invalidArgument } from "../errors.js";
-import type { XmlRpcStruct, XmlRpcValue } from "../rpc/codec.js";
-import { BuildStatus } from "../builder/states.js";
+import { isStruct, type Struct, type Value } from "../protocol/values.js";
+import { BuildStatus } from "../protocol/states.js";
 import type { ArgSpec, BuildContext, BuildOutcome, BuildType, ResultFile } from "./buildtype.js";
-import { isSafeRelativeName } from "./names.js";
+import { isSafeRelativeName } from "../protocol/names.js";
 
 export interface ScriptStep {
   readonly name: string;
@@ -37,9 +37,9 @@ export interface ScriptArgs {
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
-function stringStruct(v: XmlRpcValue | undefined, what: string): Record<string, string> {
+function stringStruct(v: Value | undefined, what: string): Record<string, string> {
   if (v === undefined || v === null) return {};
-  if (typeof v !== "object" || Array.isArray(v) || Buffer.isBuffer(v) || v instanceof Date) {
+  if (!isStruct(v)) {
     throw invalidArgument(`script build: ${what} must be a struct of strings`);
   }
   const out: Record<string, string> = {};
@@ -55,15 +55,9 @@ function stringStruct(v: XmlRpcValue | undefined, what: string): Record<string, 
   return out;
 }
 
-function parseStep(v: XmlRpcValue, i: number): ScriptStep {
+function parseStep(v: Value, i: number): ScriptStep {
   const where = `script build: steps[${i}]`;
-  if (
-    typeof v !== "object" ||
-    v === null ||
-    Array.isArray(v) ||
-    Buffer.isBuffer(v) ||
-    v instanceof Date
-  ) {
+  if (!isStruct(v)) {
     throw invalidArgument(`${where} must be a struct {name, run}`);
   }
   const { name, run } = v;
@@ -99,7 +93,7 @@ export const scriptBuildType: BuildType<ScriptArgs> = {
 
   backendFor: (args) => args.imageType,
 
-  parseArgs(args: XmlRpcStruct): ScriptArgs {
+  parseArgs(args: Struct): ScriptArgs {
     const steps = args["steps"];
     if (!Array.isArray(steps) || steps.length === 0) {
       throw invalidArgument("script build: steps must be a non-empty list of {name, run}");
@@ -139,16 +133,10 @@ export const scriptBuildType: BuildType<ScriptArgs> = {
 
   secrets: (args) => Object.values(args.secrets),
 
-  journalArgs(args: XmlRpcStruct): XmlRpcStruct {
-    const copy: XmlRpcStruct = { ...args };
+  journalArgs(args: Struct): Struct {
+    const copy: Struct = { ...args };
     const secrets = args["secrets"];
-    if (
-      secrets &&
-      typeof secrets === "object" &&
-      !Array.isArray(secrets) &&
-      !Buffer.isBuffer(secrets) &&
-      !(secrets instanceof Date)
-    ) {
+    if (isStruct(secrets)) {
       copy["secrets"] = Object.fromEntries(Object.keys(secrets).map((k) => [k, "********"]));
     }
     return copy;

@@ -6,9 +6,9 @@
 // that `psql`, libpq and the client tools find the declared cluster with no setup in the
 // build; a [capability_env] line for postgresql adds to it or overrides single variables.
 
-import { DEFAULT_PATH } from "../process/runner.js";
-import { scrubText } from "../process/scrub.js";
-import type { CapabilityDecl, CapabilityEnvMap } from "./parse.js";
+import { DEFAULT_PATH } from "../process/environment.js";
+import { scrubText } from "../log/scrub.js";
+import type { CapabilityDecl, CapabilityEnvMap } from "../config/capabilities.js";
 
 export const BUILTIN_ENV: CapabilityEnvMap = {
   postgresql: {

@@ -13,10 +13,10 @@
 
 import { spawn } from "node:child_process";
 import path from "node:path";
-import { DEFAULT_PATH } from "../process/runner.js";
-import { scrubText } from "../process/scrub.js";
+import { DEFAULT_PATH } from "../process/environment.js";
+import { scrubText } from "../log/scrub.js";
 import { capabilityEnv } from "./env.js";
-import type { CapabilityDecl, CapabilityEnvMap } from "./parse.js";
+import type { CapabilityDecl, CapabilityEnvMap } from "../config/capabilities.js";
 
 export interface ProbeResult {
   readonly available: boolean;

@@ -7,14 +7,14 @@
 // once, and everything it checks has to happen before the builder changes state.
 
 import type { Logger } from "pino";
-import type { BuildGate } from "../builder/builder.js";
+import type { BuildGate } from "../protocol/gate.js";
 import { BuilddError, invalidArgument } from "../errors.js";
-import type { XmlRpcStruct, XmlRpcValue } from "../rpc/codec.js";
+import type { Struct, Value } from "../protocol/values.js";
 import { isSecretProperty, mapCapabilities, publicProperties } from "./env.js";
-import type { CapabilityDecl, CapabilityEnvMap } from "./parse.js";
+import type { CapabilityDecl, CapabilityEnvMap } from "../config/capabilities.js";
 import { probeCapability, type ProbeResult } from "./probe.js";
 import { parseRequirement, satisfies, type Requirement } from "./requirements.js";
-import { compareVersions } from "./version.js";
+import { compareVersions } from "../protocol/debian-version.js";
 
 export interface CapabilityState {
   readonly decl: CapabilityDecl;
@@ -48,7 +48,7 @@ function byVersionDescending(a: CapabilityDecl, b: CapabilityDecl): number {
 }
 
 /** Parse `build_requires`: a list of strings, each `name` or `name OP version`. */
-export function parseBuildRequires(value: XmlRpcValue | undefined): Requirement[] {
+export function parseBuildRequires(value: Value | undefined): Requirement[] {
   if (value === undefined || value === null) return [];
   if (!Array.isArray(value) || !value.every((v) => typeof v === "string")) {
     throw invalidArgument(
@@ -142,8 +142,8 @@ export class CapabilityRegistry {
   }
 
   /** The capabilities() answer: per name, every declared version with its state. */
-  toWire(): XmlRpcStruct {
-    const out: Record<string, XmlRpcStruct[]> = {};
+  toWire(): Struct {
+    const out: Record<string, Struct[]> = {};
     for (const s of this.states) {
       (out[s.decl.name] ??= []).push({
         version: s.decl.version ?? "",
@@ -212,7 +212,7 @@ export class CapabilityRegistry {
     if (reqs.length === 0) return { env: {}, logLines: [], extraStatus: {}, secrets: [] };
     const chosen = this.choose(reqs);
     const logLines: string[] = [];
-    const capabilities: XmlRpcStruct = {};
+    const capabilities: Struct = {};
     for (const { req, decl } of chosen) {
       const { shown } = mapCapabilities([decl], this.opts.env);
       logLines.push(

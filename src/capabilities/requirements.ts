@@ -2,7 +2,7 @@
 // (`<<`, `<=`, `=`, `>=`, `>>`) and `<` / `>` as the strict ones (dpkg's old `<` meant
 // `<=`, which surprises everyone; here they mean what they look like).
 
-import { compareVersions, isValidVersion } from "./version.js";
+import { compareVersions, isValidVersion } from "../protocol/debian-version.js";
 
 export type Operator = "<<" | "<=" | "=" | ">=" | ">>";
 
@@ -13,9 +13,6 @@ export interface Requirement {
   /** As the build wrote it, normalised (`postgresql >= 15`), for messages. */
   readonly text: string;
 }
-
-/** Capability names: what a config line and a requirement may call a capability. */
-export const CAPABILITY_NAME = /^[A-Za-z0-9][A-Za-z0-9._+-]*$/;
 
 // The version may not start with an operator character, so that "pg >=" is not read as
 // "pg > =".

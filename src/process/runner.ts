@@ -15,7 +15,8 @@
 
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
-import type { BuildLog, BuildLogStream } from "../builder/buildlog.js";
+import { DEFAULT_PATH, defaultEnv } from "./environment.js";
+import type { BuildLog, BuildLogStream } from "../log/buildlog.js";
 import {
   isAlive,
   nsChildPid,
@@ -71,12 +72,6 @@ export function killAlive(pids: readonly number[]): number[] {
   const alive = pids.filter(isAlive);
   signalAll(alive, "SIGKILL");
   return alive;
-}
-
-export const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-export function defaultEnv(): Record<string, string> {
-  return { PATH: DEFAULT_PATH, HOME: process.env.HOME ?? "/", LANG: "C.UTF-8" };
 }
 
 const UNSHARE_FLAGS = ["--pid", "--fork", "--kill-child", "--mount-proc"] as const;

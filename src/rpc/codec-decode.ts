@@ -6,6 +6,7 @@
 
 import { SaxesParser, type XMLDecl } from "saxes";
 import { BuilddError } from "../errors.js";
+import { isStruct } from "../protocol/values.js";
 import {
   DEFAULT_DECODE_LIMITS,
   WHITESPACE,
@@ -59,13 +60,7 @@ class Frame {
 }
 
 function toFault(v: XmlRpcValue): Fault {
-  if (
-    typeof v !== "object" ||
-    v === null ||
-    Array.isArray(v) ||
-    v instanceof Date ||
-    Buffer.isBuffer(v)
-  ) {
+  if (!isStruct(v)) {
     throw fail("<fault> does not hold a struct");
   }
   const code = Object.hasOwn(v, "faultCode") ? v["faultCode"] : undefined;

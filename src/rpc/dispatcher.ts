@@ -7,14 +7,9 @@
 // message; anything else is logged with its stack and answered 8002.
 
 import type { Logger } from "pino";
-import {
-  decodeMethodCall,
-  encodeFault,
-  encodeMethodResponse,
-  type XmlRpcStruct,
-  type XmlRpcValue,
-} from "./codec.js";
+import { decodeMethodCall, encodeFault, encodeMethodResponse, type XmlRpcValue } from "./codec.js";
 import { BuilddError, badArguments, isBuilddError } from "../errors.js";
+import { isStruct } from "../protocol/values.js";
 
 /** What a parameter may be on the wire. `?` allows nil. */
 export type ParamType = "string" | "string?" | "struct" | "any";
@@ -33,16 +28,6 @@ const TYPE_NAMES: Record<ParamType, string> = {
   struct: "a struct",
   any: "a value",
 };
-
-export function isStruct(v: XmlRpcValue | undefined): v is XmlRpcStruct {
-  return (
-    typeof v === "object" &&
-    v !== null &&
-    !Array.isArray(v) &&
-    !Buffer.isBuffer(v) &&
-    !(v instanceof Date)
-  );
-}
 
 function matches(type: ParamType, v: XmlRpcValue | undefined): boolean {
   switch (type) {

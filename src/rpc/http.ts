@@ -5,7 +5,7 @@
 
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Logger } from "pino";
-import { CHALLENGE } from "../auth.js";
+import { refuseUnauthenticated } from "../auth.js";
 import type { Dispatcher } from "./dispatcher.js";
 
 export interface RpcHttpDeps {
@@ -36,7 +36,7 @@ export function rpcHandler(deps: RpcHttpDeps): (req: IncomingMessage, res: Serve
   const tooLarge = `Request body larger than ${deps.maxBody} bytes\n`;
   return (req, res) => {
     if (deps.authorize && !deps.authorize(req.headers.authorization)) {
-      plain(res, 401, "Authentication required\n", { "www-authenticate": CHALLENGE });
+      refuseUnauthenticated(res);
       req.resume();
       return;
     }

@@ -3,14 +3,17 @@
 
 import type { MethodTable } from "./dispatcher.js";
 import type { XmlRpcStruct, XmlRpcValue } from "./codec.js";
-import { PROTOCOL_VERSION } from "../builder/states.js";
+import { invalidArgument } from "../errors.js";
+import { PROTOCOL_VERSION } from "../protocol/states.js";
+import type { StatusSnapshot } from "../protocol/status.js";
+import { statusToWire } from "./status.js";
 
 /** What the methods need from the rest of the builder. */
 export interface MethodDeps {
   readonly architecture: string;
   /** Names of the build types this builder runs, in registry order. */
   buildTypes(): readonly string[];
-  status(): XmlRpcStruct;
+  status(): StatusSnapshot;
   ensurePresent(
     sha1: string,
     url: string | null,
@@ -21,7 +24,7 @@ export interface MethodDeps {
     buildId: string,
     buildType: string,
     chrootSha1: string,
-    filemap: XmlRpcStruct,
+    filemap: Readonly<Record<string, string>>,
     args: XmlRpcStruct,
   ): Promise<[string, string]>;
   abort(): string;
@@ -34,6 +37,17 @@ const str = (v: XmlRpcValue | undefined): string => v as string;
 const struct = (v: XmlRpcValue | undefined): XmlRpcStruct => v as XmlRpcStruct;
 const strOrNull = (v: XmlRpcValue | undefined): string | null => (v ?? null) as string | null;
 
+/** build()'s filemap, {name: sha1}: every value must be a string (checked here, at the edge). */
+function filemapOf(v: XmlRpcValue | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, sha1] of Object.entries(struct(v))) {
+    if (typeof sha1 !== "string")
+      throw invalidArgument(`filemap value for ${JSON.stringify(name)} must be a SHA-1 string`);
+    out[name] = sha1;
+  }
+  return out;
+}
+
 export function createMethods(deps: MethodDeps): MethodTable {
   return {
     echo: { params: "variadic", handler: (args) => [...args] },
@@ -41,7 +55,7 @@ export function createMethods(deps: MethodDeps): MethodTable {
       params: [],
       handler: (): XmlRpcValue => [PROTOCOL_VERSION, deps.architecture, [...deps.buildTypes()]],
     },
-    status: { params: [], handler: () => deps.status() },
+    status: { params: [], handler: () => statusToWire(deps.status()) },
     ensurepresent: {
       params: ["string", "string?", "string?", "string?"],
       handler: ([sha1, url, username, password]) =>
@@ -50,7 +64,7 @@ export function createMethods(deps: MethodDeps): MethodTable {
     build: {
       params: ["string", "string", "string", "struct", "struct"],
       handler: ([buildId, buildType, chrootSha1, filemap, args]) =>
-        deps.build(str(buildId), str(buildType), str(chrootSha1), struct(filemap), struct(args)),
+        deps.build(str(buildId), str(buildType), str(chrootSha1), filemapOf(filemap), struct(args)),
     },
     abort: { params: [], handler: () => deps.abort() },
     clean: { params: [], handler: () => deps.clean() },

@@ -2,12 +2,11 @@
 
 import { BuilddError } from "../errors.js";
 
-export interface XmlRpcStruct {
-  [key: string]: XmlRpcValue;
-}
+import type { Struct, Value } from "../protocol/values.js";
 
-export type XmlRpcValue =
-  string | number | boolean | null | Buffer | Date | XmlRpcValue[] | XmlRpcStruct;
+/** On the wire, exactly the neutral values of src/protocol/values.ts. */
+export type XmlRpcStruct = Struct;
+export type XmlRpcValue = Value;
 
 export interface MethodCall {
   methodName: string;

@@ -12,8 +12,8 @@
 // Each mistake names the file and line, like the rest of the config's errors.
 
 import { BuilddError } from "../errors.js";
-import { CAPABILITY_NAME } from "./requirements.js";
-import { compareVersions, isValidVersion } from "./version.js";
+import { CAPABILITY_NAME } from "../protocol/names.js";
+import { compareVersions, isValidVersion } from "../protocol/debian-version.js";
 
 export interface CapabilityDecl {
   readonly name: string;

@@ -11,17 +11,17 @@
 
 import fs from "node:fs";
 import path from "node:path";
-import { CONFIG_KEYS } from "./config-keys.js";
-import { parseConfigText, type ConfigText } from "./config-file.js";
-import { parseValue, type Value } from "./config-values.js";
-import { BuilddError } from "./errors.js";
+import { CONFIG_KEYS } from "./keys.js";
+import { parseConfigText, type ConfigText } from "./file.js";
+import { parseValue, type Value } from "./values.js";
+import { BuilddError } from "../errors.js";
 import {
   parseCapabilities,
   parseCapabilityEnv,
   type CapabilityDecl,
   type CapabilityEnvMap,
-} from "./capabilities/parse.js";
-import { CAPABILITY_NAME } from "./capabilities/requirements.js";
+} from "./capabilities.js";
+import { CAPABILITY_NAME } from "../protocol/names.js";
 
 export interface Config {
   /** Absolute path of the file read, or null when running on built-in defaults. */

@@ -20,3 +20,6 @@ export function isSafeComponent(name: string): boolean {
 export function isSafeRelativeName(name: string): boolean {
   return Buffer.byteLength(name) <= 4096 && name.split("/").every(isSafeComponent);
 }
+
+/** Capability names: what a config line and a requirement may call a capability. */
+export const CAPABILITY_NAME = /^[A-Za-z0-9][A-Za-z0-9._+-]*$/;

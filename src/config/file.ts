@@ -14,8 +14,8 @@
 //     cut; the message shows the value double-quoted, which keeps it;
 //   - a double-quoted value is a JSON string (`"pa;ss#word"`, `"say \"hi\""`).
 
-import { BuilddError } from "./errors.js";
-import type { RawLine } from "./capabilities/parse.js";
+import { BuilddError } from "../errors.js";
+import type { RawLine } from "./capabilities.js";
 
 /** One `key = value` of the file. */
 export interface RawValue {

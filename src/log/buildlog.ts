@@ -15,8 +15,8 @@ import {
   readSync,
   writeSync,
 } from "node:fs";
-import type { Scrubber } from "../process/scrub.js";
-import { StreamScrubber } from "../process/scrub.js";
+import type { Scrubber } from "./scrub.js";
+import { StreamScrubber } from "./scrub.js";
 
 export interface BuildLogOptions {
   /** The file never grows past this many bytes of output (plus one final notice line). */

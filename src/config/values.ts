@@ -3,8 +3,8 @@
 // rounded, clamped or read with a unit the file did not give.
 
 import net from "node:net";
-import { MAX_TIMER_MS, MIN_SIZE, type KeySpec } from "./config-keys.js";
-import { BuilddError } from "./errors.js";
+import { MAX_TIMER_MS, MIN_SIZE, type KeySpec } from "./keys.js";
+import { BuilddError } from "../errors.js";
 
 /** A parsed value: milliseconds or bytes for numbers, null for "compute at start-up". */
 export type Value = number | string | null;
