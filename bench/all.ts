@@ -17,6 +17,7 @@ const ALL = [
   "filecache",
   "logtail",
   "lifecycle",
+  "journal",
   "startup",
   "unpack",
 ];
