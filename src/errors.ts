@@ -1,7 +1,9 @@
 // Every error the builder raises on purpose, in one registry.
 //
 // Expected outcomes (a failed download, an unknown checksum) are values, not errors.
-// What is here are violations: bad input, an illegal state change, a broken config.
+// What is here are violations: bad input, an illegal state change, a broken config; and
+// the causes of a failed download, which `ensurepresent` answers as values (so they have
+// no fault code) but which callers still match by a stable code.
 // The dispatcher is the only place that turns these into XML-RPC faults, and
 // docs/errors.md lists exactly these codes (a test keeps the two in sync).
 
@@ -61,9 +63,53 @@ export const ERRORS = {
     summary:
       "The configuration file is missing, malformed or invalid; start-up stops and names the file, section and key.",
   },
+  BUILDD_ERR_FETCH_BAD_URL: {
+    faultCode: null,
+    summary:
+      "A download's URL (or a redirect's `Location`) cannot be parsed or is not `http:`/`https:`.",
+  },
+  BUILDD_ERR_FETCH_HTTP_STATUS: {
+    faultCode: null,
+    summary:
+      "The librarian's final answer to a download was not 2xx (`HTTP Error 404: Not Found`).",
+  },
+  BUILDD_ERR_FETCH_REDIRECT: {
+    faultCode: null,
+    summary: "A download was redirected too many times, or by a redirect without `Location`.",
+  },
+  BUILDD_ERR_FETCH_NETWORK: {
+    faultCode: null,
+    summary: "A download failed on the network: connection refused or reset, host not found, TLS.",
+  },
+  BUILDD_ERR_FETCH_TIMEOUT: {
+    faultCode: null,
+    summary: "A download exceeded its connect, idle or total timeout (`[download]` keys).",
+  },
+  BUILDD_ERR_FETCH_TOO_LARGE: {
+    faultCode: null,
+    summary:
+      "A download is larger than `[download] max_size` (by its Content-Length or its bytes).",
+  },
+  BUILDD_ERR_FETCH_BAD_RESPONSE: {
+    faultCode: null,
+    summary:
+      "A download's body was shorter or longer than its Content-Length, or the response was not valid HTTP.",
+  },
+  BUILDD_ERR_FETCH_LOCAL: {
+    faultCode: null,
+    summary:
+      "A download's temporary file could not be created or written, or the cache has no room for it.",
+  },
+  BUILDD_ERR_FETCH_ABORTED: {
+    faultCode: null,
+    summary: "A download was stopped by its caller (the builder shutting down).",
+  },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;
+
+/** The causes of a failed download (src/filecache/fetch-errors.ts raises them). */
+export type FetchErrorCode = Extract<ErrorCode, `BUILDD_ERR_FETCH_${string}`>;
 
 export class BuilddError extends Error {
   readonly code: ErrorCode;

@@ -1,7 +1,12 @@
 import assert from "node:assert/strict";
 import fs from "node:fs";
+import { Writable } from "node:stream";
 import { test } from "node:test";
-import { ERRORS } from "../src/errors.js";
+import { BuilddError, ERRORS, isBuilddError } from "../src/errors.js";
+import { FetchError } from "../src/filecache/fetch.js";
+import { createLogger } from "../src/logger.js";
+import { decodeMethodResponse, encodeMethodCall, type MethodResponse } from "../src/rpc/codec.js";
+import { createDispatcher, type MethodTable } from "../src/rpc/dispatcher.js";
 
 interface Row {
   readonly code: string;
@@ -47,4 +52,74 @@ test("docs/errors.md says for each code exactly what the registry's summary says
   for (const { code, when } of registry) {
     assert.equal(documented.get(code), when, `the text documented for ${code}`);
   }
+});
+
+test("a download's failure is a registry error with a BUILDD_ERR_FETCH_ code and no fault code", () => {
+  const err = new FetchError("BUILDD_ERR_FETCH_TIMEOUT", "no data for 10 ms");
+  assert.ok(isBuilddError(err, "BUILDD_ERR_FETCH_TIMEOUT"));
+  assert.equal(err.faultCode, null);
+  assert.equal(err.reason, "no data for 10 ms");
+  const fetchCodes = Object.keys(ERRORS).filter((c) => c.startsWith("BUILDD_ERR_FETCH_"));
+  assert.ok(fetchCodes.length > 0);
+  for (const code of fetchCodes) {
+    assert.equal(
+      ERRORS[code as keyof typeof ERRORS].faultCode,
+      null,
+      `${code} is answered as a value`,
+    );
+  }
+});
+
+// The dispatcher itself, with a method table of failures: which errors a real method can
+// throw unexpectedly depends on the disk and the kernel, so the table makes them certain.
+test("the dispatcher answers unexpected errors with BUILDD_ERR_INTERNAL's registry entry", async () => {
+  const logged: string[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      logged.push(chunk.toString("utf8"));
+      cb();
+    },
+  });
+  const methods: MethodTable = {
+    crash: {
+      params: [],
+      handler: () => {
+        throw new Error("disk on fire");
+      },
+    },
+    // A registry error that is not meant for the wire must not leak as a fault of its own.
+    offwire: {
+      params: [],
+      handler: () => {
+        throw new BuilddError("BUILDD_ERR_LOCKED", "held by pid 1");
+      },
+    },
+    refused: {
+      params: [],
+      handler: () => {
+        throw new BuilddError("BUILDD_ERR_ILLEGAL_STATE", "Builder is not IDLE");
+      },
+    },
+  };
+  const dispatcher = createDispatcher(methods, createLogger("info", sink), 64);
+  const call = async (name: string): Promise<MethodResponse> =>
+    decodeMethodResponse(await dispatcher.dispatch(Buffer.from(encodeMethodCall(name, []))));
+  const fault = (faultCode: number, faultString: string): MethodResponse => ({
+    kind: "fault",
+    fault: { faultCode, faultString },
+  });
+
+  assert.deepEqual(
+    await call("crash"),
+    fault(ERRORS.BUILDD_ERR_INTERNAL.faultCode, "internal error: disk on fire"),
+  );
+  assert.deepEqual(
+    await call("offwire"),
+    fault(ERRORS.BUILDD_ERR_INTERNAL.faultCode, "internal error: held by pid 1"),
+  );
+  assert.deepEqual(
+    await call("refused"),
+    fault(ERRORS.BUILDD_ERR_ILLEGAL_STATE.faultCode, "Builder is not IDLE"),
+  );
+  assert.match(logged.join(""), /disk on fire/, "an unexpected error is logged");
 });

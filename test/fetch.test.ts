@@ -382,7 +382,7 @@ describe("fetchToFile: onResponse", SUITE, () => {
       }),
       "not enough space for 5000 bytes",
     );
-    assert.equal(err.code, "LOCAL");
+    assert.equal(err.code, "BUILDD_ERR_FETCH_LOCAL");
     assert.equal(err.cause, refusal);
   });
 });

@@ -3,26 +3,23 @@
 // ("Error accessing Librarian: <reason>"). The reason is what the manager's operators read,
 // so it names the cause ("connection refused"), never a stack or an errno alone.
 
-/** Stable category, so callers can branch without parsing the reason text. */
-export type FetchErrorCode =
-  | "BAD_URL" // unparsable URL or a scheme other than http/https
-  | "HTTP_STATUS" // the final response was not 2xx
-  | "REDIRECT" // too many redirects, or one without Location
-  | "NETWORK" // refused, reset, DNS, TLS
-  | "TIMEOUT" // connect, idle or total timeout
-  | "TOO_LARGE" // over the configured maximum size
-  | "BAD_RESPONSE" // body shorter/longer than Content-Length, unparsable HTTP
-  | "LOCAL" // the temporary file could not be created or written
-  | "ABORTED"; // the caller's AbortSignal fired
+import { BuilddError, describeError, type FetchErrorCode } from "../errors.js";
 
-export class FetchError extends Error {
+export type { FetchErrorCode } from "../errors.js";
+
+/**
+ * Why a download failed. Its code is one of the registry's `BUILDD_ERR_FETCH_…` codes
+ * (stable, so callers branch without parsing the reason text); it never becomes a fault,
+ * because `ensurepresent` answers it as a value.
+ */
+export class FetchError extends BuilddError {
+  declare readonly code: FetchErrorCode;
+  /** The short human reason, the same text as `message`. */
   readonly reason: string;
-  readonly code: FetchErrorCode;
 
   constructor(code: FetchErrorCode, reason: string, options?: { cause?: unknown }) {
-    super(reason, options);
+    super(code, reason, options);
     this.name = "FetchError";
-    this.code = code;
     this.reason = reason;
   }
 }
@@ -52,44 +49,49 @@ function errnoCode(err: unknown): string | undefined {
   return undefined;
 }
 
-function messageOf(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
-
 /** A network-side failure (from the request or response stream) as a FetchError. */
 export function networkError(err: unknown, host: string): FetchError {
   if (err instanceof FetchError) return err;
   const code = errnoCode(err);
   const opts = { cause: err };
   if (code !== undefined) {
-    if (DNS_CODES.has(code)) return new FetchError("NETWORK", `host not found: ${host}`, opts);
+    if (DNS_CODES.has(code))
+      return new FetchError("BUILDD_ERR_FETCH_NETWORK", `host not found: ${host}`, opts);
     // "socket hang up": the server closed the connection before sending a status line.
-    if (code === "ECONNRESET" && messageOf(err) === "socket hang up") {
-      return new FetchError("NETWORK", "connection closed without a response", opts);
+    if (code === "ECONNRESET" && describeError(err) === "socket hang up") {
+      return new FetchError(
+        "BUILDD_ERR_FETCH_NETWORK",
+        "connection closed without a response",
+        opts,
+      );
     }
     const known = NETWORK_REASONS[code];
-    if (known !== undefined) return new FetchError("NETWORK", known, opts);
+    if (known !== undefined) return new FetchError("BUILDD_ERR_FETCH_NETWORK", known, opts);
     if (code.startsWith("HPE_")) {
-      return new FetchError("BAD_RESPONSE", `invalid HTTP response: ${messageOf(err)}`, opts);
+      return new FetchError(
+        "BUILDD_ERR_FETCH_BAD_RESPONSE",
+        `invalid HTTP response: ${describeError(err)}`,
+        opts,
+      );
     }
     if (code.startsWith("ERR_TLS_") || code.includes("CERT") || code.startsWith("ERR_SSL_")) {
-      return new FetchError("NETWORK", `TLS error: ${messageOf(err)}`, opts);
+      return new FetchError("BUILDD_ERR_FETCH_NETWORK", `TLS error: ${describeError(err)}`, opts);
     }
   }
-  return new FetchError("NETWORK", messageOf(err), opts);
+  return new FetchError("BUILDD_ERR_FETCH_NETWORK", describeError(err), opts);
 }
 
 /** A failure creating, writing or syncing the temporary file. */
 export function localError(err: unknown, path: string): FetchError {
   if (err instanceof FetchError) return err;
-  const code = errnoCode(err) ?? messageOf(err);
-  return new FetchError("LOCAL", `cannot write ${path}: ${code}`, { cause: err });
+  const code = errnoCode(err) ?? describeError(err);
+  return new FetchError("BUILDD_ERR_FETCH_LOCAL", `cannot write ${path}: ${code}`, { cause: err });
 }
 
 /** The connection ended before the body reached its declared length. */
 export function shortBody(bytes: number, declared: number): FetchError {
   return new FetchError(
-    "BAD_RESPONSE",
+    "BUILDD_ERR_FETCH_BAD_RESPONSE",
     `body ended after ${bytes} of ${declared} bytes (Content-Length)`,
   );
 }

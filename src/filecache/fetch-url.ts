@@ -9,10 +9,16 @@ export function parseUrl(raw: string, base?: URL): URL {
   try {
     url = new URL(raw, base);
   } catch {
-    throw new FetchError("BAD_URL", base === undefined ? "invalid URL" : "invalid redirect URL");
+    throw new FetchError(
+      "BUILDD_ERR_FETCH_BAD_URL",
+      base === undefined ? "invalid URL" : "invalid redirect URL",
+    );
   }
   if (url.protocol !== "http:" && url.protocol !== "https:") {
-    throw new FetchError("BAD_URL", `unsupported URL scheme: ${url.protocol.slice(0, -1)}`);
+    throw new FetchError(
+      "BUILDD_ERR_FETCH_BAD_URL",
+      `unsupported URL scheme: ${url.protocol.slice(0, -1)}`,
+    );
   }
   return url;
 }

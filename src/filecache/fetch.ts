@@ -17,6 +17,7 @@ import https from "node:https";
 import type { Socket } from "node:net";
 import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
+import { describeError } from "../errors.js";
 import { FetchError, localError, networkError, shortBody } from "./fetch-errors.js";
 import { authority, basicAuth, parseUrl } from "./fetch-url.js";
 
@@ -46,9 +47,11 @@ export interface FetchRequest {
   /**
    * Called once, synchronously, with the final response's Content-Length (undefined when
    * it has none) before any body byte is written, e.g. to reserve disk space. If it
-   * throws, the download fails with a FetchError (code LOCAL) whose cause is that error.
+   * throws, the download fails with a FetchError (code BUILDD_ERR_FETCH_LOCAL) whose cause is that error.
    */
   onResponse?: (contentLength: number | undefined) => void;
+  /** Called with the size of each body chunk as it arrives (progress for the page). */
+  onProgress?: (bytes: number) => void;
 }
 
 export interface FetchResult {
@@ -94,16 +97,21 @@ class Download {
 
   async run(): Promise<FetchResult> {
     const external = this.req.signal;
-    const onExternalAbort = (): void => this.fail(new FetchError("ABORTED", "download aborted"));
+    const onExternalAbort = (): void =>
+      this.fail(new FetchError("BUILDD_ERR_FETCH_ABORTED", "download aborted"));
     try {
       const first = parseUrl(this.req.url);
-      if (external?.aborted === true) throw new FetchError("ABORTED", "download aborted");
+      if (external?.aborted === true)
+        throw new FetchError("BUILDD_ERR_FETCH_ABORTED", "download aborted");
       external?.addEventListener("abort", onExternalAbort, { once: true });
       const total = this.limits.totalTimeoutMs;
       this.totalTimer = setTimeout(
         () =>
           this.fail(
-            new FetchError("TIMEOUT", `download exceeded the total timeout of ${total} ms`),
+            new FetchError(
+              "BUILDD_ERR_FETCH_TIMEOUT",
+              `download exceeded the total timeout of ${total} ms`,
+            ),
           ),
         total,
       );
@@ -141,11 +149,14 @@ class Download {
       if (REDIRECT_STATUSES.has(status)) {
         this.discard(res);
         if (redirects >= this.limits.maxRedirects) {
-          throw new FetchError("REDIRECT", `too many redirects (${this.limits.maxRedirects})`);
+          throw new FetchError(
+            "BUILDD_ERR_FETCH_REDIRECT",
+            `too many redirects (${this.limits.maxRedirects})`,
+          );
         }
         const location = res.headers.location;
         if (location === undefined || location === "") {
-          throw new FetchError("REDIRECT", "redirect without Location");
+          throw new FetchError("BUILDD_ERR_FETCH_REDIRECT", "redirect without Location");
         }
         url = parseUrl(location, url);
         continue;
@@ -153,7 +164,7 @@ class Download {
       if (status < 200 || status > 299) {
         this.discard(res);
         const phrase = res.statusMessage || http.STATUS_CODES[status] || "";
-        throw new FetchError("HTTP_STATUS", `HTTP Error ${status}: ${phrase}`);
+        throw new FetchError("BUILDD_ERR_FETCH_HTTP_STATUS", `HTTP Error ${status}: ${phrase}`);
       }
       return await this.save(res);
     }
@@ -188,7 +199,10 @@ class Download {
       this.attempt = attempt;
       const connectMs = this.limits.connectTimeoutMs;
       this.connectTimer = setTimeout(
-        () => this.fail(new FetchError("TIMEOUT", `connect timeout after ${connectMs} ms`)),
+        () =>
+          this.fail(
+            new FetchError("BUILDD_ERR_FETCH_TIMEOUT", `connect timeout after ${connectMs} ms`),
+          ),
         connectMs,
       );
       req.on("socket", (socket: Socket) => {
@@ -220,14 +234,16 @@ class Download {
     const { maxBytes } = this.limits;
     const declared = contentLength(res);
     const tooLarge = (): FetchError =>
-      new FetchError("TOO_LARGE", `response larger than the maximum size of ${maxBytes} bytes`);
+      new FetchError(
+        "BUILDD_ERR_FETCH_TOO_LARGE",
+        `response larger than the maximum size of ${maxBytes} bytes`,
+      );
     if (declared !== undefined && declared > maxBytes) throw tooLarge();
     if (this.req.onResponse !== undefined) {
       try {
         this.req.onResponse(declared);
       } catch (err) {
-        const reason = err instanceof Error ? err.message : String(err);
-        throw new FetchError("LOCAL", reason, { cause: err });
+        throw new FetchError("BUILDD_ERR_FETCH_LOCAL", describeError(err), { cause: err });
       }
     }
 
@@ -239,6 +255,7 @@ class Download {
       highWaterMark: WRITE_HIGH_WATER_MARK,
       transform: (chunk: Buffer, _encoding, done) => {
         bytes += chunk.length;
+        this.req.onProgress?.(chunk.length);
         this.touch();
         if (bytes > maxBytes) return done(tooLarge());
         hash.update(chunk);
@@ -265,9 +282,13 @@ class Download {
       // The connection ended (FIN or RST) before the declared length arrived.
       if (declared !== undefined && bytes < declared) throw shortBody(bytes, declared);
       if (attempt.error !== undefined) throw networkError(attempt.error, attempt.host);
-      throw new FetchError("BAD_RESPONSE", `connection closed after ${bytes} bytes of the body`, {
-        cause: err,
-      });
+      throw new FetchError(
+        "BUILDD_ERR_FETCH_BAD_RESPONSE",
+        `connection closed after ${bytes} bytes of the body`,
+        {
+          cause: err,
+        },
+      );
     }
 
     // Bytes after the declared length arrive as a parse error on the request ("data after
@@ -276,9 +297,13 @@ class Download {
     await this.socketClosed(attempt);
     if (attempt.error !== undefined) {
       if (declared !== undefined) {
-        throw new FetchError("BAD_RESPONSE", "body longer than its Content-Length", {
-          cause: attempt.error,
-        });
+        throw new FetchError(
+          "BUILDD_ERR_FETCH_BAD_RESPONSE",
+          "body longer than its Content-Length",
+          {
+            cause: attempt.error,
+          },
+        );
       }
       throw networkError(attempt.error, attempt.host);
     }
@@ -310,7 +335,7 @@ class Download {
     clearTimeout(this.idleTimer);
     const idleMs = this.limits.idleTimeoutMs;
     this.idleTimer = setTimeout(
-      () => this.fail(new FetchError("TIMEOUT", `no data for ${idleMs} ms`)),
+      () => this.fail(new FetchError("BUILDD_ERR_FETCH_TIMEOUT", `no data for ${idleMs} ms`)),
       idleMs,
     );
   }
@@ -328,7 +353,7 @@ class Download {
   }
 
   private async cleanup(): Promise<void> {
-    this.fail(new FetchError("ABORTED", "download failed")); // destroys request + streams
+    this.fail(new FetchError("BUILDD_ERR_FETCH_ABORTED", "download failed")); // destroys request + streams
     this.attempt?.req.destroy();
     const file = this.file;
     this.file = undefined;

@@ -4,11 +4,11 @@
 // body, checks the arguments against the signature (so handlers receive narrowed values
 // and never see a wrong count or type), calls the handler and encodes the answer.
 // Every failure ends here: BuilddErrors map to their registry's fault code with their
-// message; anything else is logged with its stack and answered 8002.
+// message; anything else is logged with its stack and answered as BUILDD_ERR_INTERNAL.
 
 import type { Logger } from "pino";
 import { decodeMethodCall, encodeFault, encodeMethodResponse, type XmlRpcValue } from "./codec.js";
-import { BuilddError, badArguments, isBuilddError } from "../errors.js";
+import { BuilddError, ERRORS, badArguments, describeError, isBuilddError } from "../errors.js";
 import { isStruct } from "../protocol/values.js";
 
 /** What a parameter may be on the wire. `?` allows nil. */
@@ -67,9 +67,13 @@ function faultFor(err: unknown, methodName: string | null, log: Logger): string 
     log.info({ method: methodName, code: err.code, fault: message }, "call refused");
     return encodeFault({ faultCode: err.faultCode, faultString: message });
   }
+  // Not raised on purpose (a bug, an I/O error, or a registry error that is not meant for
+  // the wire): the registry's BUILDD_ERR_INTERNAL entry decides the fault code.
   log.error({ method: methodName, err }, "unexpected error in method");
-  const detail = err instanceof Error ? err.message : String(err);
-  return encodeFault({ faultCode: 8002, faultString: `internal error: ${detail}` });
+  return encodeFault({
+    faultCode: ERRORS.BUILDD_ERR_INTERNAL.faultCode,
+    faultString: `internal error: ${describeError(err)}`,
+  });
 }
 
 export interface Dispatcher {
