@@ -14,8 +14,15 @@ import http from "node:http";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
-import { makeBuilderDirs, type BuilderDirs, type ConfSections } from "../harness/builder.js";
+import {
+  makeBuilderDirs,
+  startBuilderProcess,
+  type BuilderDirs,
+  type BuilderProcess,
+  type ConfSections,
+  type Entry,
+} from "../harness/builder.js";
+import { ensureDist, ROOT } from "../harness/dist.js";
 import {
   decodeMethodResponse,
   encodeMethodCall,
@@ -23,7 +30,7 @@ import {
   type XmlRpcValue,
 } from "../src/rpc/codec.js";
 
-export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+export { ROOT };
 export const RESULTS_DIR = path.join(ROOT, "bench", "results");
 export const GiB = 1024 ** 3;
 export const MiB = 1024 ** 2;
@@ -410,9 +417,11 @@ export async function waitForState(
 
 // ---------------------------------------------------------------------------------------
 // The builder under test, as a separate process so the load generator does not share its
-// event loop. harness/startBuilderProcess() finds the URL in the "builder listening" log
-// line, which is logged at info level: with [log] level = warn (so logging costs nothing
-// under load) it never appears. So we choose a free port ourselves and poll echo().
+// event loop, started by the harness's one starter (harness/process.ts). By default it runs
+// from the built dist/ exactly as `npm start` does (dist/ is rebuilt first if older than
+// src/, or the start is refused): the figures are those of the program that ships. The
+// harness finds it by the port it listens on (read from /proc), not by a log line, so
+// [log] level = warn (logging costs nothing under load) and bindport 0 both work.
 
 export interface BenchBuilder {
   readonly url: string;
@@ -431,90 +440,52 @@ export interface BenchBuilder {
 
 export async function startBuilder(
   sections: ConfSections = {},
-  opts: { entry?: "tsx" | "dist"; startTimeoutMs?: number; pollMs?: number } = {},
+  opts: { entry?: Entry; startTimeoutMs?: number; pollMs?: number } = {},
 ): Promise<BenchBuilder> {
-  const port = await freePort();
+  const entry = opts.entry ?? "dist";
+  if (entry === "dist" && ensureDist().rebuilt) {
+    console.log("  # dist/ was missing or older than src/: rebuilt it with npm run prepare");
+  }
   const dirs = makeBuilderDirs({
     ...sections,
-    builder: { ...sections["builder"], bindport: port },
     log: { level: "warn", ...sections["log"] },
   });
   liveDirs.add(dirs.dir);
-  const argv =
-    opts.entry === "dist"
-      ? [path.join(ROOT, "dist/cli.js"), "serve", "--config", dirs.configFile]
-      : ["--import", "tsx", path.join(ROOT, "src/cli.ts"), "serve", "--config", dirs.configFile];
-  const spawnedAt = performance.now();
-  // Detached: a Ctrl-C reaches only us, and we stop the builder in order (abort first).
-  const child = track(
-    spawn(process.execPath, argv, {
-      cwd: ROOT,
-      stdio: ["ignore", "pipe", "pipe"],
+  let proc: BuilderProcess;
+  try {
+    proc = await startBuilderProcess(dirs, {
+      entry,
+      timeoutMs: opts.startTimeoutMs ?? 30_000,
+      pollMs: opts.pollMs ?? 20,
+      // Its own group: a Ctrl-C reaches only us, and we stop the builder in order.
       detached: true,
-    }),
-    true,
-  );
-  let out = "";
-  const collect = (c: Buffer): void => {
-    out = (out + c.toString("utf8")).slice(-65536);
-  };
-  child.stdout!.on("data", collect);
-  child.stderr!.on("data", collect);
-  const url = `http://127.0.0.1:${port}`;
-  const conn = new RpcConn(url);
+      keepOutput: 65536,
+    });
+  } catch (err) {
+    removeDir(dirs.dir);
+    throw err;
+  }
+  const conn = new RpcConn(proc.url);
   let stopped: Promise<void> | null = null;
   const stop = (): Promise<void> =>
     (stopped ??= (async () => {
       conn.close();
-      await stopChild(child);
+      await proc.kill("SIGTERM", 10_000);
       removeDir(dirs.dir);
     })());
+  const port = Number(new URL(proc.url).port);
   onCleanup(`stop the builder on port ${port}`, stop);
-  try {
-    await waitForEcho(url, child, opts.startTimeoutMs ?? 30_000, opts.pollMs);
-  } catch (err) {
-    await stop();
-    throw new Error(`${String(err)}\n${out}`, { cause: err });
-  }
-  const startupMs = performance.now() - spawnedAt;
-  return { url, port, pid: child.pid!, dirs, child, conn, startupMs, output: () => out, stop };
-}
-
-const ECHO_BODY = encodeMethodCall("echo", ["ping"]);
-
-/** One echo() on a fresh connection; true if it was answered. */
-export function tryEcho(url: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const req = http.request(
-      `${url}/rpc`,
-      { method: "POST", agent: false, headers: { "content-type": "text/xml" } },
-      (res) => {
-        res.resume();
-        res.on("end", () => resolve(res.statusCode === 200));
-        res.on("error", () => resolve(false));
-      },
-    );
-    req.on("error", () => resolve(false));
-    req.end(ECHO_BODY);
-  });
-}
-
-/** Poll echo() every `intervalMs` until answered; fails if `child` exits first. */
-export async function waitForEcho(
-  url: string,
-  child: ChildProcess,
-  timeoutMs: number,
-  intervalMs = 20,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (child.exitCode !== null || child.signalCode !== null) {
-      throw new Error(`builder exited during start-up (${child.exitCode ?? child.signalCode})`);
-    }
-    if (await tryEcho(url)) return;
-    if (Date.now() > deadline) throw new Error(`builder did not answer echo() at ${url}`);
-    await sleep(intervalMs);
-  }
+  return {
+    url: proc.url,
+    port,
+    pid: proc.pid,
+    dirs,
+    child: proc.child,
+    conn,
+    startupMs: proc.startupMs,
+    output: () => proc.logText(),
+    stop,
+  };
 }
 
 /** Peak and current resident set size of a process, in bytes (from /proc/<pid>/status). */

@@ -1,6 +1,7 @@
 // soak: the fault-injection cycles of test/faults.test.ts for longer. The builder runs as
-// a child process and is SIGKILLed at random instants of download / build / WAITING /
-// clean cycles; after every restart the invariants of harness/fault-cycles.ts are checked.
+// a child process from the built dist/ (as `npm start` runs it) and is SIGKILLed at
+// random instants of download / build / WAITING / clean cycles; after every restart the
+// invariants of harness/fault-cycles.ts are checked.
 // The first broken invariant stops the run with exit status 1 and says what broke.
 //
 //   npm run soak                           # 10 minutes or 1000 kills, whichever comes first
@@ -57,6 +58,8 @@ async function main(): Promise<number> {
       maxKills,
       maxMs: minutes * 60_000,
       librarian,
+      // The program that ships, as `npm start` runs it.
+      entry: "dist",
       ...(values.quiet ? {} : { log: (line: string) => console.log(line) }),
     });
     printFigures(figures);

@@ -1,45 +1,28 @@
 // startup: process start → first answered echo() for `node --import tsx src/cli.ts serve`
-// and for the compiled `node dist/cli.js serve`, against `node -e ''` (spawn → exit).
-// RUNS runs of each, interleaved (the order rotates every round). Target: ≤ 0.3 s.
+// and for the built program as `npm start` runs it (`node bin/buildd.js serve`, which
+// loads dist/cli.js), against `node -e ''` (spawn → exit). RUNS runs of each,
+// interleaved (the order rotates every round). Target: ≤ 0.3 s.
 //
-// Each run uses fresh directories (a new journal), a free port chosen beforehand, and
-// polls echo() every POLL_MS on a new connection from spawn() on. dist/ is compiled
-// first (npm run prepare) if it is missing or older than any src/ file.
+// Each run uses fresh directories (a new journal) and bindport 0; from spawn() on, every
+// POLL_MS the harness looks in /proc for the port the child listens on and tries echo()
+// on a new connection. dist/ is rebuilt first (npm run prepare) if it is missing or
+// older than any src/ file.
 
-import { spawn, spawnSync } from "node:child_process";
-import fs from "node:fs";
-import path from "node:path";
-import { atMost, main, median, Report, ROOT, startBuilder, timeMs } from "./lib.js";
+import { spawn } from "node:child_process";
+import { ensureDist } from "../harness/dist.js";
+import { atMost, main, median, Report, startBuilder, timeMs } from "./lib.js";
 
 const RUNS = 5;
 const POLL_MS = 2;
 
-function newestMtime(dir: string): number {
-  let newest = 0;
-  for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
-    const full = path.join(dir, entry.name);
-    const m = entry.isDirectory() ? newestMtime(full) : fs.statSync(full).mtimeMs;
-    if (m > newest) newest = m;
-  }
-  return newest;
-}
-
 /** Make dist/ current; returns why the compiled variant cannot run, or null. */
-function ensureDist(report: Report): string | null {
-  const cli = path.join(ROOT, "dist/cli.js");
-  const fresh = (): boolean =>
-    fs.existsSync(cli) && fs.statSync(cli).mtimeMs >= newestMtime(path.join(ROOT, "src"));
-  if (fresh()) return null;
-  report.note("dist/ is missing or stale: npm run prepare");
-  const r = spawnSync("npm", ["run", "prepare"], {
-    cwd: ROOT,
-    encoding: "utf8",
-  });
-  if (r.status !== 0) {
-    // tsc still emits on type errors; say so, and use what it wrote if it did.
-    report.note(`tsc exited ${r.status}: ${(r.stdout + r.stderr).trim().slice(0, 400)}`);
+function distProblemOf(report: Report): string | null {
+  try {
+    if (ensureDist().rebuilt) report.note("dist/ is missing or stale: npm run prepare");
+    return null;
+  } catch (err) {
+    return err instanceof Error ? err.message : String(err);
   }
-  return fs.existsSync(cli) ? null : "dist/cli.js could not be compiled";
 }
 
 function nodeE(): Promise<void> {
@@ -58,7 +41,7 @@ async function serveOnce(entry: "tsx" | "dist"): Promise<number> {
 
 await main("startup", async () => {
   const report = new Report("startup");
-  const distProblem = ensureDist(report);
+  const distProblem = distProblemOf(report);
   if (distProblem) report.note(`compiled variant skipped: ${distProblem}`);
   const variants: { name: string; run: () => Promise<number>; times: number[] }[] = [
     { name: "tsx", run: () => serveOnce("tsx"), times: [] },

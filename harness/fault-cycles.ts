@@ -20,7 +20,12 @@ import os from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { XmlRpcStruct, XmlRpcValue } from "../src/rpc/codec.js";
-import { makeBuilderDirs, startBuilderProcess, type BuilderProcess } from "./builder.js";
+import {
+  makeBuilderDirs,
+  startBuilderProcess,
+  type BuilderProcess,
+  type Entry,
+} from "./builder.js";
 import { httpGet, makeTarball, pidsWithMarker, sha1, status } from "./fixtures.js";
 import type { Librarian } from "./librarian.js";
 
@@ -61,6 +66,8 @@ export interface FaultRunOptions {
   readonly librarian: Librarian;
   /** Progress lines (one per kill). */
   readonly log?: (line: string) => void;
+  /** Run the builder from the sources (tests, the default) or the built dist/ (soak). */
+  readonly entry?: Entry;
 }
 
 export interface FaultFigures {
@@ -169,7 +176,10 @@ class Run {
   async start(): Promise<void> {
     this.where = "starting the builder";
     try {
-      this.builder = await startBuilderProcess(this.dirs, { timeoutMs: 120_000 });
+      this.builder = await startBuilderProcess(this.dirs, {
+        timeoutMs: 120_000,
+        entry: this.opts.entry ?? "tsx",
+      });
     } catch (err) {
       this.builder = null;
       this.fail(err instanceof Error ? err.message : String(err));

@@ -8,6 +8,7 @@ import {
   startBuilderExpectingExit,
   startBuilderProcess,
 } from "../harness/builder.js";
+import { START_SCRIPT } from "../harness/dist.js";
 import { alive } from "../harness/fixtures.js";
 import { listeningAddresses } from "../harness/listening.js";
 
@@ -24,6 +25,22 @@ describe("harness: builders as child processes", () => {
       assert.doesNotMatch(p.logText(), /listening/);
     } finally {
       assert.equal(await p.kill("SIGKILL"), "SIGKILL");
+    }
+    assert.equal(alive(p.pid), false);
+    fs.rmSync(dirs.dir, { recursive: true, force: true });
+  });
+
+  test("entry dist runs the built program as npm start does, and is found the same way", async () => {
+    const dirs = makeBuilderDirs({ log: { level: "warn" } });
+    const p = await startBuilderProcess(dirs, { entry: "dist", detached: true });
+    try {
+      const argv = fs.readFileSync(`/proc/${p.pid}/cmdline`, "utf8").split("\0");
+      assert.deepEqual(argv.slice(1, 5), [START_SCRIPT, "serve", "--config", dirs.configFile]);
+      assert.ok(p.startupMs > 0);
+      assert.deepEqual(await p.client.call("echo", "built"), ["built"]);
+    } finally {
+      // Detached: it leads its own process group, and is still stopped by its pid.
+      assert.equal(await p.kill("SIGTERM", 10_000), 0);
     }
     assert.equal(alive(p.pid), false);
     fs.rmSync(dirs.dir, { recursive: true, force: true });
