@@ -24,4 +24,28 @@ export default tseslint.config(
     files: ["test/**", "harness/**", "bench/**", "scripts/**"],
     rules: { "no-console": "off" },
   },
+  {
+    // Every process the builder starts goes through the one runner, which alone may spawn:
+    // isolation, output scrubbing and the kill that reaches every descendant live there.
+    files: ["src/**"],
+    ignores: ["src/process/**"],
+    rules: {
+      "no-restricted-imports": [
+        "error",
+        ...["node:child_process", "child_process", "execa"].map((name) => ({
+          name,
+          message:
+            "start processes through the ProcessRunner (src/process/runner.ts) you are given",
+        })),
+      ],
+      "no-restricted-syntax": [
+        "error",
+        {
+          selector: "ImportExpression[source.value=/^(node:)?child_process$|^execa$/]",
+          message:
+            "start processes through the ProcessRunner (src/process/runner.ts) you are given",
+        },
+      ],
+    },
+  },
 );

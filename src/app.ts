@@ -22,6 +22,7 @@ import { EnsurePresent } from "./filecache/ensurepresent.js";
 import { filecacheHandler } from "./filecache/http.js";
 import { CapabilityRegistry } from "./capabilities/registry.js";
 import { ensureDirectories, hostArchitecture } from "./host-setup.js";
+import { processRunner } from "./process/runner.js";
 
 export interface RunningBuilder {
   /** Base URL, e.g. http://127.0.0.1:8221 */
@@ -72,7 +73,9 @@ export interface BuilderOverrides {
 }
 
 const defaultBackends: BackendFactory = (kind, workspace) =>
-  kind === "chroot" ? new ChrootBackend(workspace) : new HostBackend(workspace);
+  kind === "chroot"
+    ? new ChrootBackend(workspace, processRunner)
+    : new HostBackend(workspace, processRunner);
 
 export async function startBuilder(
   config: Config,
@@ -127,10 +130,11 @@ async function serveOn(
     onlyIfRequires: config.builder.onlyIfRequires,
     probeIntervalMs: config.builder.probeIntervalMs,
     logger: log,
+    runner: processRunner,
   });
   // Probed before the first call can arrive, so build() never judges on no information.
   await capabilities.probeAll();
-  const arch = hostArchitecture(config);
+  const arch = await hostArchitecture(config, processRunner);
   const builder = new Builder({
     statedir: config.builder.statedir,
     arch,

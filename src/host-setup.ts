@@ -3,33 +3,35 @@
 // ensureDirectories() before anything opens or locks the state directory or the cache,
 // and hostArchitecture() for what info() reports and builds use.
 
-import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import type { Config } from "./config/config.js";
 import { BuilddError } from "./errors.js";
+import type { ProcessRunner } from "./process/runner.js";
 
 /** `[builder] architecturetag`, or this machine's when it is not set. */
-export function hostArchitecture(config: Config): string {
-  return config.builder.architecturetag ?? defaultArchitecture();
+export async function hostArchitecture(config: Config, runner: ProcessRunner): Promise<string> {
+  return config.builder.architecturetag ?? defaultArchitecture(runner);
 }
 
 /** This machine's Debian architecture name. */
-export function defaultArchitecture(): string {
-  try {
-    return execFileSync("dpkg", ["--print-architecture"], {
-      encoding: "utf8",
-      stdio: ["ignore", "pipe", "ignore"],
-    }).trim();
-  } catch {
-    // No dpkg (not a Debian machine): Node's names for the common cases match Debian's.
-    const map: Record<string, string> = {
-      x64: "amd64",
-      arm64: "arm64",
-      ia32: "i386",
-      arm: "armhf",
-    };
-    return map[process.arch] ?? process.arch;
-  }
+export async function defaultArchitecture(runner: ProcessRunner): Promise<string> {
+  // No PID namespace: dpkg starts nothing, and this runs during start-up, before any
+  // build, where probing for namespaces would only add to the time to the first call.
+  const r = await runner.capture({
+    argv: ["dpkg", "--print-architecture"],
+    isolation: { pid: false },
+    timeoutMs: 10_000,
+  });
+  const arch = r.stdout.trim();
+  if (r.exitCode === 0 && arch !== "") return arch;
+  // No dpkg (not a Debian machine): Node's names for the common cases match Debian's.
+  const map: Record<string, string> = {
+    x64: "amd64",
+    arm64: "arm64",
+    ia32: "i386",
+    arm: "armhf",
+  };
+  return map[process.arch] ?? process.arch;
 }
 
 /**

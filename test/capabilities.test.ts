@@ -23,6 +23,7 @@ import { loadConfig } from "../src/config/config.js";
 import { BuilddError } from "../src/errors.js";
 import { createLogger } from "../src/logger.js";
 import { DEFAULT_PATH } from "../src/process/environment.js";
+import { processRunner } from "../src/process/runner.js";
 import type { XmlRpcStruct, XmlRpcValue } from "../src/rpc/codec.js";
 
 const hasDpkg = spawnSync("dpkg", ["--version"]).status === 0;
@@ -574,7 +575,7 @@ describe("the build gate", () => {
 });
 
 describe("probes", () => {
-  const opts = { timeoutMs: 2000, custom: {} };
+  const opts = { timeoutMs: 2000, custom: {}, runner: processRunner };
 
   test("probe= runs with /bin/sh in the capability's environment; exit 0 is available", async () => {
     const custom = { rabbitmq: { RMQ_BASE_URI: "base_uri" } };

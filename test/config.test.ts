@@ -10,6 +10,7 @@ import { configErrorOf, startupErrorOf, writeConfigFile } from "../harness/confi
 import { makeBuilderDirs } from "../harness/builder.js";
 import { loadConfig } from "../src/config/config.js";
 import { ensureDirectories, hostArchitecture } from "../src/host-setup.js";
+import { processRunner } from "../src/process/runner.js";
 
 const run = promisify(execFile);
 // Absolute, so the command also runs from a folder outside the project.
@@ -68,14 +69,15 @@ describe("configuration", () => {
     assert.equal(config.build.shutdownGraceMs, 60_000);
   });
 
-  test("loading is pure: no directory is created, dpkg is asked only at start-up", () => {
+  test("loading is pure: no directory is created, dpkg is asked only at start-up", async () => {
     const cwd = tmpdir();
     const config = loadConfig({ cwd, env: {} });
     assert.deepEqual(fs.readdirSync(cwd), [], "loadConfig created nothing");
     ensureDirectories(config);
     assert.ok(fs.statSync(config.builder.filecache).isDirectory(), "cache directory created");
-    assert.match(hostArchitecture(config), /^[a-z0-9]+$/);
-    assert.equal(hostArchitecture(load("[builder]\narchitecturetag = riscv64\n")), "riscv64");
+    assert.match(await hostArchitecture(config, processRunner), /^[a-z0-9]+$/);
+    const tagged = load("[builder]\narchitecturetag = riscv64\n");
+    assert.equal(await hostArchitecture(tagged, processRunner), "riscv64");
   });
 
   test("the shipped buildd.conf loads", () => {

@@ -24,7 +24,7 @@ import type { BackendFactory } from "../src/builder/builder.js";
 import { HostBackend } from "../src/backends/host.js";
 import type { RunOptions } from "../src/backends/backend.js";
 import type { BuildLog } from "../src/log/buildlog.js";
-import type { RunningProcess } from "../src/process/runner.js";
+import { processRunner, type RunningProcess } from "../src/process/runner.js";
 
 /** A gate a backend waits at until the test opens it; `reached` says it got there. */
 class Gate {
@@ -70,7 +70,7 @@ function gatedHost(gates: Gates): BackendFactory {
       };
     }
   }
-  return (_kind, workspace) => new GatedHost(workspace);
+  return (_kind, workspace) => new GatedHost(workspace, processRunner);
 }
 
 describe("the builder's phases", () => {

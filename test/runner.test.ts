@@ -7,7 +7,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { BuildLog } from "../src/log/buildlog.js";
 import { pidNamespaceOf } from "../src/process/pidns.js";
 import type { RunSpec } from "../src/process/runner.js";
-import { isolationSupport, startProcess } from "../src/process/runner.js";
+import { isolationSupport, processRunner } from "../src/process/runner.js";
 import { createScrubber } from "../src/log/scrub.js";
 
 const dir = mkdtempSync(join(tmpdir(), "runner-test-"));
@@ -36,7 +36,7 @@ function output(log: BuildLog): string {
 
 async function run(spec: Omit<RunSpec, "log"> & { log?: BuildLog }) {
   const log = spec.log ?? newLog();
-  const result = await startProcess({ ...spec, log }).done;
+  const result = await processRunner.start({ ...spec, log }).done;
   log.close();
   return { log, result };
 }
@@ -109,14 +109,14 @@ test("stdout and stderr land in the log after the RUN line", async () => {
 });
 
 test("exit codes are reported, isolated or not", async () => {
-  for (const isolate of [true, false]) {
-    assert.deepEqual((await run({ argv: ["sh", "-c", "exit 3"], isolate })).result, {
+  for (const pid of [true, false]) {
+    assert.deepEqual((await run({ argv: ["sh", "-c", "exit 3"], isolation: { pid } })).result, {
       exitCode: 3,
       signal: null,
     });
-    assert.equal((await run({ argv: ["false"], isolate })).result.exitCode, 1);
+    assert.equal((await run({ argv: ["false"], isolation: { pid } })).result.exitCode, 1);
   }
-  const killed = await run({ argv: ["sh", "-c", "kill -TERM $$"], isolate: false });
+  const killed = await run({ argv: ["sh", "-c", "kill -TERM $$"], isolation: { pid: false } });
   assert.deepEqual(killed.result, { exitCode: null, signal: "SIGTERM" });
 });
 
@@ -139,11 +139,11 @@ test("the command is PID 1 of its own namespace, with a minimal environment", as
   }
 });
 
-test("wrap and unshareFlags go around the command; logArgv replaces the RUN line", async () => {
+test("wrap and isolation go around the command; logArgv replaces the RUN line", async () => {
   const { log } = await run({
     argv: ["sh", "-c", 'echo "$FOO"; cat /proc/net/dev'],
     wrap: ["env", "FOO=wrapped"],
-    unshareFlags: ["--net"],
+    isolation: { network: true },
     logArgv: ["shown", "instead"],
   });
   const text = readLog(log);
@@ -169,7 +169,7 @@ test("a credential the child prints, split across writes, never reaches the log"
 
 test("a partial line shows up in the log while the command still runs", async () => {
   const log = newLog();
-  const proc = startProcess({ argv: ["sh", "-c", "printf 'progress 45%%'; sleep 5"], log });
+  const proc = processRunner.start({ argv: ["sh", "-c", "printf 'progress 45%%'; sleep 5"], log });
   let settled = false;
   void proc.done.then(() => (settled = true));
   await until(() => readLog(log).endsWith("progress 45%"), 2000);
@@ -186,7 +186,7 @@ test("terminate() kills the whole tree: setsid, double fork, ignored SIGTERM", a
     `(sh -c "sleep ${m2} &"); ` +
     `trap '' TERM; sleep ${m3}`;
   const log = newLog();
-  const proc = startProcess({ argv: ["sh", "-c", script], log });
+  const proc = processRunner.start({ argv: ["sh", "-c", script], log });
   await until(() => [m1, m2, m3].every((m) => sleepersWith(m).length === 1), 5000);
   const pids = [m1, m2, m3].flatMap((m) => processesWith(m));
   assert.ok(pids.length >= 4, `found ${pids.join(",")}`);
@@ -209,7 +209,10 @@ test("terminate() kills the whole tree: setsid, double fork, ignored SIGTERM", a
 test("terminate() ends early when everything obeys SIGTERM", async () => {
   const m = marker();
   const log = newLog();
-  const proc = startProcess({ argv: ["sh", "-c", `trap 'exit 7' TERM; sleep ${m} & wait`], log });
+  const proc = processRunner.start({
+    argv: ["sh", "-c", `trap 'exit 7' TERM; sleep ${m} & wait`],
+    log,
+  });
   await until(() => sleepersWith(m).length === 1, 5000);
   const started = Date.now();
   assert.deepEqual(await proc.terminate(5000), { survivors: [] });
@@ -233,10 +236,10 @@ test("without isolation the process group is killed, but a setsid leftover survi
   const m1 = marker();
   const m2 = marker();
   const log = newLog();
-  const proc = startProcess({
+  const proc = processRunner.start({
     argv: ["sh", "-c", `setsid sleep ${m2} >/dev/null 2>&1 & sleep ${m1} & wait`],
     log,
-    isolate: false,
+    isolation: { pid: false },
   });
   try {
     await until(() => sleepersWith(m1).length === 1 && sleepersWith(m2).length === 1, 5000);
@@ -254,7 +257,7 @@ test("done settles 2 s after exit even if a leftover holds the pipes (no isolati
   const started = Date.now();
   const { log, result } = await run({
     argv: ["sh", "-c", `setsid sleep ${m} & echo bye`],
-    isolate: false,
+    isolation: { pid: false },
   });
   const took = Date.now() - started;
   assert.equal(result.exitCode, 0);
@@ -267,7 +270,7 @@ test("spawn failures resolve with 127 and a log line", async () => {
   assert.deepEqual(badCwd.result, { exitCode: 127, signal: null });
   assert.match(output(badCwd.log), /^\[buildd\] failed to start /m);
 
-  const noSuch = await run({ argv: ["no-such-command-buildd"], isolate: false });
+  const noSuch = await run({ argv: ["no-such-command-buildd"], isolation: { pid: false } });
   assert.deepEqual(noSuch.result, { exitCode: 127, signal: null });
   assert.match(output(noSuch.log), /failed to start no-such-command-buildd/);
 
@@ -282,7 +285,7 @@ test("spawn failures resolve with 127 and a log line", async () => {
 
 test("a log that exceeds its limit stops the build", async () => {
   const log = newLog(10_000);
-  const proc = startProcess({
+  const proc = processRunner.start({
     argv: ["sh", "-c", "trap '' TERM; while :; do echo aaaaaaaaaaaaaaa; done"],
     log,
   });

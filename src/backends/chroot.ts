@@ -21,7 +21,7 @@ import fs from "node:fs";
 import path from "node:path";
 import type { BuildLog } from "../log/buildlog.js";
 import { DEFAULT_PATH } from "../process/environment.js";
-import { startProcess, type RunningProcess } from "../process/runner.js";
+import type { ProcessRunner, RunningProcess } from "../process/runner.js";
 import type { Backend, RunOptions, StepIO } from "./backend.js";
 import { Tree } from "./inroot.js";
 import { unpack } from "./unpack.js";
@@ -63,7 +63,10 @@ export class ChrootBackend implements Backend {
   readonly name = "chroot";
   readonly defaultCwd = "/build";
 
-  constructor(readonly workspace: string) {}
+  constructor(
+    readonly workspace: string,
+    private readonly runner: ProcessRunner,
+  ) {}
 
   /** The unpacked tree: mmdebstrap tarballs have "./" paths, Launchpad's a chroot-autobuild/ folder. */
   get root(): string {
@@ -91,7 +94,7 @@ export class ChrootBackend implements Backend {
     }
     const dest = path.join(this.workspace, "chroot");
     fs.mkdirSync(dest, { recursive: true, mode: 0o755 });
-    await unpack(tarball, dest, io);
+    await unpack(this.runner, tarball, dest, io);
     const tree = this.tree;
     for (const dir of ["proc", "sys", "dev"]) {
       const mountPoint = tree.resolve(dir, { final: "nofollow", mkdir: true });
@@ -127,11 +130,11 @@ export class ChrootBackend implements Backend {
     const env = Object.entries({ ...CHROOT_ENV, ...opts.env }).map(([k, v]) => `${k}=${v}`);
     const cwd = opts.cwd ?? this.defaultCwd;
     const inner = ["env", "-i", ...env, "sh", "-c", 'cd "$0" && exec "$@"', cwd, ...argv];
-    return startProcess({
+    return this.runner.start({
       argv: ["sh", "-c", PROLOGUE, "buildd-chroot", root, ...inner],
       logArgv: ["chroot", root, ...argv],
       log,
-      unshareFlags: ["--mount", ...(opts.noNetwork ? ["--net"] : [])],
+      isolation: { mount: true, network: opts.noNetwork === true },
     });
   }
 
@@ -147,10 +150,10 @@ export class ChrootBackend implements Backend {
   async stop(): Promise<void> {
     // Nothing is mounted outside a step's own namespace (see the top), so the results
     // having been copied out, the whole chroot can go now rather than at clean().
-    await removeTree(this.workspace);
+    await removeTree(this.runner, this.workspace);
   }
 
   async remove(): Promise<void> {
-    await removeTree(this.workspace);
+    await removeTree(this.runner, this.workspace);
   }
 }

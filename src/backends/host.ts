@@ -6,7 +6,7 @@
 import fs from "node:fs";
 import type { BuildLog } from "../log/buildlog.js";
 import { DEFAULT_PATH } from "../process/environment.js";
-import { startProcess, type RunningProcess } from "../process/runner.js";
+import type { ProcessRunner, RunningProcess } from "../process/runner.js";
 import type { Backend, RunOptions, StepIO } from "./backend.js";
 import { Tree } from "./inroot.js";
 import { runToCompletion, removeTree } from "./util.js";
@@ -21,7 +21,10 @@ export class HostBackend implements Backend {
    */
   readonly tree: Tree;
 
-  constructor(readonly workspace: string) {
+  constructor(
+    readonly workspace: string,
+    private readonly runner: ProcessRunner,
+  ) {
     this.tree = new Tree(workspace, "beneath");
   }
 
@@ -30,7 +33,9 @@ export class HostBackend implements Backend {
     // GNU tar detects the compression itself, refuses members with "..", and strips a
     // leading "/", so nothing is written outside the workspace.
     await runToCompletion(
-      io.track(startProcess({ argv: ["tar", "-xf", tarball, "-C", this.workspace], log: io.log })),
+      io.track(
+        this.runner.start({ argv: ["tar", "-xf", tarball, "-C", this.workspace], log: io.log }),
+      ),
       "unpacking the workspace tarball",
     );
   }
@@ -38,7 +43,7 @@ export class HostBackend implements Backend {
   async start(): Promise<void> {}
 
   run(argv: readonly string[], log: BuildLog, opts: RunOptions = {}): RunningProcess {
-    return startProcess({
+    return this.runner.start({
       argv,
       log,
       cwd: this.resolve(opts.cwd ?? this.defaultCwd),
@@ -63,6 +68,6 @@ export class HostBackend implements Backend {
   async stop(): Promise<void> {}
 
   async remove(): Promise<void> {
-    await removeTree(this.workspace);
+    await removeTree(this.runner, this.workspace);
   }
 }

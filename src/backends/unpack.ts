@@ -9,11 +9,9 @@
 // out only after everything else is extracted. We still fail the build on such a member,
 // because a chroot that contains one was not made for us.
 
-import { spawn } from "node:child_process";
 import path from "node:path";
-import readline from "node:readline";
 import type { StepIO } from "./backend.js";
-import { killAlive, type RunningProcess, type RunResult } from "../process/runner.js";
+import type { ProcessRunner, RunningProcess, RunResult } from "../process/runner.js";
 import { StepFailed } from "./util.js";
 
 /** Why a member is refused, or null when it is fine. Exported for unit tests. */
@@ -48,57 +46,47 @@ export function checkMember(line: string): string | null {
   return null;
 }
 
-/** Start unpacking; `done` reports failure as a non-zero exit with the reason logged. */
-export function startUnpack(tarball: string, dest: string, io: StepIO): RunningProcess {
-  const argv = [
-    "tar",
-    "-xvv",
-    "--numeric-owner",
-    "--quoting-style=escape",
-    "-f",
-    tarball,
-    "-C",
-    dest,
-  ];
-  io.log.logCommand(argv);
-  const child = spawn(argv[0]!, argv.slice(1), { stdio: ["ignore", "pipe", "pipe"] });
+/**
+ * Start unpacking, through the runner like any step: tar is PID 1 of its own namespace,
+ * so an abort during the unpack kills it and whatever it started (a decompressor). `done`
+ * reports a refused member as exit status 1, with the reason logged.
+ */
+export function startUnpack(
+  runner: ProcessRunner,
+  tarball: string,
+  dest: string,
+  io: StepIO,
+): RunningProcess {
   let refused: string | null = null;
   let members = 0;
-  readline.createInterface({ input: child.stdout }).on("line", (line) => {
-    members++;
-    const why = refused === null ? checkMember(line) : null;
-    if (why) {
-      refused = why;
-      child.kill("SIGKILL");
-    }
-  });
-  child.stderr.on("data", (chunk: Buffer) => io.log.write(chunk));
-  const done = new Promise<RunResult>((resolve) => {
-    child.once("error", (err) => {
-      io.log.write(`[buildd] cannot run tar: ${err.message}\n`);
-      resolve({ exitCode: 127, signal: null });
-    });
-    child.once("close", (code, signal) => {
-      if (refused) io.log.write(`[buildd] refusing the chroot tarball: ${refused}\n`);
-      else io.log.write(`[buildd] unpacked ${members} members\n`);
-      resolve(refused ? { exitCode: 1, signal: null } : { exitCode: code, signal });
-    });
-  });
-  return {
-    pid: child.pid ?? -1,
-    done,
-    namespace: Promise.resolve(null),
-    killRemaining: killAlive,
-    async terminate() {
-      child.kill("SIGKILL");
-      await done;
-      return { survivors: [] };
+  const tar: RunningProcess = runner.start({
+    argv: ["tar", "-xvv", "--numeric-owner", "--quoting-style=escape", "-f", tarball, "-C", dest],
+    log: io.log,
+    // The listing is checked, not logged: a chroot has tens of thousands of members.
+    stdout: (line) => {
+      members++;
+      const why = refused === null ? checkMember(line) : null;
+      if (why) {
+        refused = why;
+        void tar.terminate(0);
+      }
     },
-  };
+  });
+  const done = tar.done.then((r): RunResult => {
+    if (refused) io.log.write(`[buildd] refusing the chroot tarball: ${refused}\n`);
+    else if (r.exitCode === 0) io.log.write(`[buildd] unpacked ${members} members\n`);
+    return refused ? { exitCode: 1, signal: null } : r;
+  });
+  return { ...tar, done, terminate: (graceMs) => tar.terminate(graceMs) };
 }
 
-export async function unpack(tarball: string, dest: string, io: StepIO): Promise<void> {
-  const r = await io.track(startUnpack(tarball, dest, io)).done;
+export async function unpack(
+  runner: ProcessRunner,
+  tarball: string,
+  dest: string,
+  io: StepIO,
+): Promise<void> {
+  const r = await io.track(startUnpack(runner, tarball, dest, io)).done;
   if (r.exitCode !== 0) {
     throw new StepFailed(
       `unpacking the chroot tarball failed (${r.signal ? `killed by ${r.signal}` : `exit status ${r.exitCode}`})`,

@@ -8,12 +8,13 @@
 //   server's major version with the declared one.
 // - anything else: available as declared (nothing to check).
 //
-// Probes are child processes in their own process group, killed whole on timeout or
-// when the registry closes; nothing here blocks the event loop.
+// Probes run through the process runner, each as PID 1 of its own PID namespace, so a
+// timeout or the registry closing kills the probe and everything it started (even a
+// `setsid` daemon); nothing here blocks the event loop.
 
-import { spawn } from "node:child_process";
 import path from "node:path";
 import { DEFAULT_PATH } from "../process/environment.js";
+import type { CaptureResult, ProcessRunner } from "../process/runner.js";
 import { scrubText } from "../log/scrub.js";
 import { capabilityEnv } from "./env.js";
 import type { CapabilityDecl, CapabilityEnvMap } from "../config/capabilities.js";
@@ -28,73 +29,20 @@ export interface ProbeOptions {
   readonly timeoutMs: number;
   readonly custom: CapabilityEnvMap;
   readonly signal?: AbortSignal;
+  readonly runner: ProcessRunner;
 }
-
-interface CommandResult {
-  readonly code: number | null;
-  readonly signal: string | null;
-  readonly output: string;
-  readonly timedOut: boolean;
-  readonly error: string | null;
-}
-
-const MAX_OUTPUT = 64 * 1024;
 
 function runCommand(
   argv: readonly string[],
   env: Record<string, string>,
-  timeoutMs: number,
-  signal?: AbortSignal,
-): Promise<CommandResult> {
-  return new Promise((resolve) => {
-    let output = "";
-    let timedOut = false;
-    let settled = false;
-    const child = spawn(argv[0]!, argv.slice(1), {
-      env,
-      cwd: "/",
-      stdio: ["ignore", "pipe", "pipe"],
-      // Own process group, so a timeout kills the shell and whatever it started.
-      detached: true,
-    });
-    const collect = (chunk: Buffer): void => {
-      if (output.length < MAX_OUTPUT) output += chunk.toString("utf8");
-    };
-    child.stdout.on("data", collect);
-    child.stderr.on("data", collect);
-    const killGroup = (): void => {
-      try {
-        if (child.pid !== undefined) process.kill(-child.pid, "SIGKILL");
-      } catch {
-        // already gone
-      }
-    };
-    const timer = setTimeout(() => {
-      timedOut = true;
-      killGroup();
-    }, timeoutMs);
-    const onAbort = (): void => killGroup();
-    signal?.addEventListener("abort", onAbort, { once: true });
-    const done = (r: Omit<CommandResult, "output" | "timedOut">): void => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", onAbort);
-      resolve({ ...r, output, timedOut });
-    };
-    child.once("error", (err) => done({ code: null, signal: null, error: err.message }));
-    child.once("exit", (code, sig) => {
-      // Let the pipes drain, but a background process holding them must not hold us.
-      const drained = setTimeout(() => {
-        child.stdout.destroy();
-        child.stderr.destroy();
-        done({ code, signal: sig, error: null });
-      }, 1000);
-      child.once("close", () => {
-        clearTimeout(drained);
-        done({ code, signal: sig, error: null });
-      });
-    });
+  opts: ProbeOptions,
+): Promise<CaptureResult> {
+  return opts.runner.capture({
+    argv,
+    env,
+    cwd: "/",
+    timeoutMs: opts.timeoutMs,
+    signal: opts.signal,
   });
 }
 
@@ -114,13 +62,17 @@ function oneLine(output: string, which: "first" | "last"): string {
 
 function failure(
   what: string,
-  r: CommandResult,
+  r: CaptureResult,
   timeoutMs: number,
   which: "first" | "last",
 ): string {
-  if (r.error !== null) return `${what} could not be started: ${r.error}`;
   if (r.timedOut) return `${what} timed out after ${timeoutMs / 1000} s`;
-  const how = r.signal !== null ? `was killed by ${r.signal}` : `exited with status ${r.code}`;
+  if (r.error !== null) {
+    return r.exitCode === null && r.signal === null
+      ? `${what} could not be started: ${r.error}`
+      : `${what} failed: ${r.error}`;
+  }
+  const how = r.signal !== null ? `was killed by ${r.signal}` : `exited with status ${r.exitCode}`;
   const said = oneLine(r.output, which);
   return `${what} ${how}${said ? `: ${said}` : ""}`;
 }
@@ -135,8 +87,8 @@ async function probeCommand(
   opts: ProbeOptions,
 ): Promise<ProbeResult> {
   const env = baseEnv(decl, opts.custom);
-  const r = await runCommand(["/bin/sh", "-c", command], env, opts.timeoutMs, opts.signal);
-  if (r.code === 0 && !r.timedOut) return { available: true, reason: "" };
+  const r = await runCommand(["/bin/sh", "-c", command], env, opts);
+  if (r.exitCode === 0 && r.error === null && !r.timedOut) return { available: true, reason: "" };
   return { available: false, reason: failure("probe", r, opts.timeoutMs, "last") };
 }
 
@@ -174,8 +126,8 @@ async function probePostgres(decl: CapabilityDecl, opts: ProbeOptions): Promise<
     "--command",
     "SHOW server_version_num",
   ];
-  const r = await runCommand(argv, env, opts.timeoutMs, opts.signal);
-  if (r.code !== 0 || r.timedOut) {
+  const r = await runCommand(argv, env, opts);
+  if (r.exitCode !== 0 || r.error !== null || r.timedOut) {
     return {
       available: false,
       reason: failure("connecting with psql", r, opts.timeoutMs, "first"),

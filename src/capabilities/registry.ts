@@ -12,6 +12,7 @@ import { BuilddError, invalidArgument } from "../errors.js";
 import type { Struct, Value } from "../protocol/values.js";
 import { isSecretProperty, mapCapabilities, publicProperties } from "./env.js";
 import type { CapabilityDecl, CapabilityEnvMap } from "../config/capabilities.js";
+import type { ProcessRunner } from "../process/runner.js";
 import { probeCapability, type ProbeResult } from "./probe.js";
 import { parseRequirement, satisfies, type Requirement } from "./requirements.js";
 import { compareVersions } from "../protocol/debian-version.js";
@@ -22,16 +23,20 @@ export interface CapabilityState {
   readonly reason: string;
 }
 
-export interface RegistryOptions {
+export type RegistryOptions = {
   readonly capabilities: readonly CapabilityDecl[];
   readonly env: CapabilityEnvMap;
   readonly onlyIfRequires: readonly string[];
   readonly probeIntervalMs: number;
   readonly probeTimeoutMs?: number;
   readonly logger: Logger;
-  /** Replaces the real probes (unit tests). */
-  readonly probe?: (decl: CapabilityDecl, signal: AbortSignal) => Promise<ProbeResult>;
-}
+} & (
+  | { readonly runner: ProcessRunner; readonly probe?: undefined }
+  | {
+      /** Replaces the real probes (unit tests). */
+      readonly probe: (decl: CapabilityDecl, signal: AbortSignal) => Promise<ProbeResult>;
+    }
+);
 
 const requirementsError = (message: string): BuilddError =>
   new BuilddError("BUILDD_ERR_REQUIREMENTS", message);
@@ -95,13 +100,15 @@ export class CapabilityRegistry {
   private async runProbes(): Promise<void> {
     const { logger } = this.opts;
     const signal = this.aborter.signal;
+    const { opts } = this;
     const probe =
-      this.opts.probe ??
+      opts.probe ??
       ((decl: CapabilityDecl, s: AbortSignal) =>
         probeCapability(decl, {
-          timeoutMs: this.opts.probeTimeoutMs ?? 10_000,
-          custom: this.opts.env,
+          timeoutMs: opts.probeTimeoutMs ?? 10_000,
+          custom: opts.env,
           signal: s,
+          runner: opts.runner,
         }));
     const next = await Promise.all(
       this.states.map(async (old): Promise<CapabilityState> => {

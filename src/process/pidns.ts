@@ -127,3 +127,10 @@ export async function waitFor(
     await sleep(Math.min(stepMs, Math.max(1, deadline - Date.now())));
   }
 }
+
+/** The usual killRemaining(): by PID, skipping what has died meanwhile. */
+export function killAlive(pids: readonly number[]): number[] {
+  const alive = pids.filter(isAlive);
+  signalAll(alive, "SIGKILL");
+  return alive;
+}

@@ -1,0 +1,119 @@
+// start(): a command whose output streams into the build log through the scrubber, as it
+// is written. Partial lines (progress counters, prompts) are flushed when the command
+// goes quiet, so the log shows them without waiting for a newline.
+
+import readline from "node:readline";
+import { execa } from "execa";
+import type { BuildLogStream } from "../log/buildlog.js";
+import { defaultEnv } from "./environment.js";
+import { commandLine } from "./isolation.js";
+import { killAlive } from "./pidns.js";
+import type { RunResult, RunSpec, RunningProcess } from "./spec.js";
+import { ProcessTree, startFailure } from "./tree.js";
+
+/** How often a held-back partial line is flushed to the log. */
+const IDLE_FLUSH_MS = 250;
+
+const NOT_STARTED: RunResult = { exitCode: 127, signal: null };
+
+export function startStreaming(spec: RunSpec): RunningProcess {
+  if (spec.argv.length === 0) throw new TypeError("start: empty argv");
+  const { log } = spec;
+  log.logCommand(spec.logArgv ?? spec.argv);
+
+  // A log that cannot be written (disk full) must not take the daemon down from inside
+  // a stream callback; the build goes on and the failure is reported once.
+  let logFailed = false;
+  const guard = (fn: () => void): void => {
+    try {
+      fn();
+    } catch (err) {
+      if (!logFailed) console.error(`buildd: writing the build log ${log.path} failed:`, err);
+      logFailed = true;
+    }
+  };
+  const notStarted = (why: string): void =>
+    guard(() => log.write(`[buildd] failed to start ${spec.argv[0]}: ${why}\n`));
+
+  const { command, isolated, fallback } = commandLine(spec.argv, spec.isolation, spec.wrap);
+  if (fallback) guard(() => log.write(`[buildd] ${fallback}\n`));
+
+  let subprocess;
+  try {
+    subprocess = execa(command[0]!, command.slice(1), {
+      cwd: spec.cwd,
+      env: { ...(spec.env ?? defaultEnv()) },
+      extendEnv: false,
+      stdin: "ignore",
+      buffer: false,
+      encoding: "buffer",
+      reject: false,
+      // Own process group: the fallback kill target (and unshare's group when isolated).
+      detached: true,
+    });
+  } catch (e) {
+    // Invalid arguments (a NUL byte in argv or env) throw instead of failing the promise.
+    notStarted(startFailure((e as Error).message));
+    return {
+      pid: -1,
+      done: Promise.resolve(NOT_STARTED),
+      terminate: async () => ({ survivors: [] }),
+      namespace: Promise.resolve(null),
+      killRemaining: killAlive,
+    };
+  }
+  const tree = new ProcessTree(subprocess, subprocess, isolated);
+
+  const out: BuildLogStream = log.stream();
+  const err: BuildLogStream = log.stream();
+  const onLine = spec.stdout;
+  if (typeof onLine === "function") {
+    readline
+      .createInterface({ input: subprocess.stdout, crlfDelay: Infinity })
+      .on("line", (line) => guard(() => onLine(line)));
+  } else {
+    subprocess.stdout.on("data", (chunk: Buffer) => guard(() => out.push(chunk)));
+  }
+  subprocess.stderr.on("data", (chunk: Buffer) => guard(() => err.push(tree.filterStderr(chunk))));
+  const idle = setInterval(
+    () =>
+      guard(() => {
+        out.flushIdle();
+        err.flushIdle();
+      }),
+    IDLE_FLUSH_MS,
+  );
+  idle.unref();
+
+  const finish = (result: RunResult): RunResult => {
+    clearInterval(idle);
+    guard(() => {
+      out.end();
+      err.end();
+    });
+    return result;
+  };
+  // execa settles once the process exited and its pipes closed (or were cut, tree.ts).
+  const done = subprocess.then(
+    (r) => {
+      if (r.exitCode === undefined && r.signal === undefined) {
+        // No process at all (no such program, bad cwd): execa says why.
+        notStarted(startFailure(r.originalMessage ?? r.shortMessage));
+        return finish(NOT_STARTED);
+      }
+      return finish(tree.exitResult(r.exitCode, r.signal));
+    },
+    (e: unknown) => {
+      notStarted(startFailure(e instanceof Error ? e.message : String(e)));
+      return finish(NOT_STARTED);
+    },
+  );
+
+  return {
+    pid: tree.pid,
+    done,
+    terminate: (graceMs) => tree.terminate(graceMs),
+    namespace: tree.namespace,
+    killRemaining: killAlive,
+  };
+}

@@ -1,0 +1,151 @@
+// One spawned command and everything it starts: spawned by execa, detached into its own
+// process group, and killed by our own ladder (TERM the namespace → grace → KILL), which
+// execa 9 does not have — its kill(), timeout and cancelSignal signal the direct child
+// only. Isolated, that child is unshare, which blocks SIGTERM; killing it first would
+// leave PID 1 a zombie of whoever reaps orphans. Not isolated, a plain kill leaves
+// grandchildren holding the pipes, and execa's promise would never settle: so once the
+// command exited, pipes still held after PIPE_GRACE_MS are cut.
+
+import type { Readable } from "node:stream";
+import {
+  isAlive,
+  nsChildPid,
+  pidNamespaceOf,
+  processesInGroup,
+  processesInNamespace,
+  signalAll,
+  signalNamespace,
+  waitFor,
+} from "./pidns.js";
+import type { RunResult } from "./spec.js";
+
+/** How long the result waits for the pipes after the process exited. */
+export const PIPE_GRACE_MS = 2000;
+/** How long terminate() waits after SIGKILL before reporting survivors. */
+const KILL_WAIT_MS = 2000;
+
+// util-linux 2.38's unshare, when its child was killed by SIGKILL, tries to re-raise the
+// signal on itself, fails (SIGKILL cannot be reset), prints this and exits 1. We drop the
+// line and report the SIGKILL it stands for.
+const UNSHARE_SIGKILL_QUIRK = "unshare: sigprocmask unblock failed: Invalid argument\n";
+const QUIRK_BYTES = Buffer.from(UNSHARE_SIGKILL_QUIRK);
+
+/** What the tree needs of an execa subprocess (whose type depends on its options). */
+export interface Child {
+  readonly pid?: number | undefined;
+  once(event: "exit", listener: () => void): unknown;
+  readonly stdout: Readable | null;
+  readonly stderr: Readable | null;
+}
+
+export class ProcessTree {
+  readonly pid: number;
+  /** The PID namespace ("pid:[…]") while isolated; null otherwise or once unknown. */
+  readonly namespace: Promise<string | null>;
+  private exited = false;
+  private sawQuirk = false;
+  private readonly nsInfo: Promise<{ init: number; ns: string } | null>;
+  private terminating: Promise<{ survivors: number[] }> | undefined;
+
+  /** `settled`: execa's promise, which settles once the process exited and its pipes closed. */
+  constructor(
+    child: Child,
+    settled: Promise<unknown>,
+    readonly isolated: boolean,
+  ) {
+    this.pid = child.pid ?? -1;
+    let pipeTimer: NodeJS.Timeout | undefined;
+    child.once("exit", () => {
+      this.exited = true;
+      pipeTimer = setTimeout(() => {
+        child.stdout?.destroy();
+        child.stderr?.destroy();
+      }, PIPE_GRACE_MS);
+    });
+    const clear = (): void => clearTimeout(pipeTimer);
+    settled.then(clear, clear);
+    // Find the namespace right away, while its PID 1 certainly exists.
+    const ownNs = pidNamespaceOf(process.pid);
+    this.nsInfo =
+      isolated && this.pid > 0
+        ? nsChildPid(this.pid).then((init) => {
+            const ns = init === null ? null : pidNamespaceOf(init);
+            return init !== null && ns !== null && ns !== ownNs ? { init, ns } : null;
+          })
+        : Promise.resolve(null);
+    this.namespace = this.nsInfo.then((info) => info?.ns ?? null);
+  }
+
+  /** stderr without unshare's SIGKILL quirk line (noting that it was there). */
+  filterStderr(chunk: Buffer): Buffer {
+    if (!this.isolated) return chunk;
+    const at = chunk.indexOf(QUIRK_BYTES);
+    if (at === -1) return chunk;
+    this.sawQuirk = true;
+    return Buffer.concat([chunk.subarray(0, at), chunk.subarray(at + QUIRK_BYTES.length)]);
+  }
+
+  /** The same, for captured text. */
+  filterStderrText(text: string): string {
+    if (!this.isolated || !text.includes(UNSHARE_SIGKILL_QUIRK)) return text;
+    this.sawQuirk = true;
+    return text.replace(UNSHARE_SIGKILL_QUIRK, "");
+  }
+
+  /** The exit as the command sees it; read once stderr has been drained. */
+  exitResult(exitCode: number | undefined, signal: string | undefined): RunResult {
+    if (this.isolated && exitCode === 1 && this.sawQuirk) {
+      return { exitCode: null, signal: "SIGKILL" };
+    }
+    return { exitCode: exitCode ?? null, signal: (signal as NodeJS.Signals | undefined) ?? null };
+  }
+
+  /** TERM every process of the tree, wait up to graceMs, KILL; report what is still alive. */
+  terminate(graceMs: number): Promise<{ survivors: number[] }> {
+    // Not short-cut when exited: without isolation, group members can outlive the command.
+    if (this.pid < 0) return Promise.resolve({ survivors: [] });
+    this.terminating ??= this.kill(graceMs);
+    return this.terminating;
+  }
+
+  private async kill(graceMs: number): Promise<{ survivors: number[] }> {
+    const pid = this.pid;
+    const info = await this.nsInfo;
+    // unshare exiting by itself means it reaped PID 1, which the kernel only lets exit
+    // once the namespace is empty. After we SIGKILL unshare that proves nothing.
+    let exitMeansEmpty = true;
+    // Isolated: the namespace's processes and unshare. Otherwise: the process group.
+    const remaining = (): number[] => {
+      if (!info) return processesInGroup(pid);
+      if (this.exited && exitMeansEmpty) return [];
+      return [...processesInNamespace(info.ns), ...(isAlive(pid) ? [pid] : [])];
+    };
+    const killGroup = (signal: NodeJS.Signals): void => signalAll([-pid], signal);
+
+    // PID 1 of the namespace ignores this unless it handles TERM; the rest get a chance
+    // to clean up. unshare itself blocks TERM.
+    if (info) signalNamespace(info.ns, "SIGTERM");
+    killGroup("SIGTERM");
+    await waitFor(() => remaining().length === 0, graceMs, 50);
+
+    if (info && !this.exited) {
+      // Killing PID 1 makes the kernel kill the rest; the direct kills are for good
+      // measure. unshare is left to reap PID 1 (killing it first would orphan a zombie)
+      // and is only killed, with its group, if it does not exit by itself.
+      signalAll([info.init], "SIGKILL");
+      signalNamespace(info.ns, "SIGKILL");
+      await waitFor(() => this.exited, 1000);
+    }
+    if (remaining().length > 0) {
+      exitMeansEmpty = false;
+      killGroup("SIGKILL");
+    }
+    await waitFor(() => remaining().length === 0, KILL_WAIT_MS, 20);
+    return { survivors: remaining() };
+  }
+}
+
+/** One line saying why a command could not be started, from execa's message. */
+export function startFailure(message: string | undefined): string {
+  return (message ?? "unknown error").split("\n")[0]!;
+}
