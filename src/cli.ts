@@ -1,132 +1,198 @@
-// argv → config → builder → listen. Signals and the only process.exit live here.
+// argv → the command it names. Each command lives in src/cli/ and throws a CliError to
+// fail; this file prints that message and is the only place the process exits.
 
-import fs from "node:fs";
-import { Command } from "commander";
-import { loadConfig } from "./config/config.js";
-import { isBuilddError } from "./errors.js";
-import { createLogger } from "./logger.js";
-import { startBuilder } from "./app.js";
+import { Command, Option } from "commander";
 import { VERSION } from "./version.js";
-import { openDatabase } from "./state/db.js";
-import { Journal } from "./builder/journal.js";
+import { CliError, EXIT } from "./cli/errors.js";
+import { history } from "./cli/history.js";
+import { init } from "./cli/init.js";
+import { status } from "./cli/status.js";
+import { logs } from "./cli/logs.js";
+import { drain, undrain } from "./cli/drain.js";
+import { drive, type DriveOptions } from "./cli/build.js";
+import {
+  binaryPackagePlan,
+  scriptPlan,
+  type BinaryPackageOptions,
+  type ScriptOptions,
+} from "./cli/build-inputs.js";
+import { resolveTarget, type TargetOptions } from "./cli/target.js";
+import { BuilderFault } from "./cli/client.js";
 
-async function serve(opts: { config?: string }): Promise<void> {
-  const config = loadOrExit(opts.config);
-  const log = createLogger(config.log.level);
-  let builder;
-  try {
-    builder = await startBuilder(config, log);
-  } catch (err) {
-    // A configured directory that cannot be created is found at start-up, not when the
-    // file is read; it is still the configuration's fault, so it exits as one.
-    if (isBuilddError(err, "BUILDD_ERR_CONFIG")) configErrorExit(err);
-    log.fatal({ err }, "could not start");
-    console.error(`buildd: could not start: ${err instanceof Error ? err.message : String(err)}`);
-    process.exit(1);
-  }
-  const running = builder;
-  let stopping = false;
-  const stop = (signal: NodeJS.Signals): void => {
-    if (stopping) {
-      log.warn({ signal }, "second signal: stopping the running build now");
-      running.hurry();
-      return;
-    }
-    stopping = true;
-    log.info(
-      { signal },
-      "stopping: no new builds; a running build gets [build] shutdown_grace to finish",
-    );
-    running.close().then(
-      () => {
-        log.info("stopped");
-        process.exit(0);
-      },
-      (err: unknown) => {
-        log.error({ err }, "error while stopping");
-        process.exit(1);
-      },
-    );
-  };
-  process.on("SIGTERM", stop);
-  process.on("SIGINT", stop);
+function exit(code: number): never {
+  process.exit(code);
 }
 
-function loadOrExit(file: string | undefined): ReturnType<typeof loadConfig> {
-  try {
-    return loadConfig({ file, env: process.env });
-  } catch (err) {
-    if (isBuilddError(err, "BUILDD_ERR_CONFIG")) configErrorExit(err);
-    throw err;
-  }
+/** A repeatable option: each use adds one value (no default, so help shows none). */
+const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
+
+const CONFIG_HELP = "configuration file (default: $BUILDD_CONFIG, else built-in defaults)";
+const URL_HELP =
+  "the builder, e.g. http://buildd:PASSWORD@127.0.0.1:8221 (default: $BUILDD_URL, else the address and [auth] of --config)";
+
+/** The options of every command that talks to a running builder. */
+function targetOptions(cmd: Command): Command {
+  return cmd.option("-u, --url <url>", URL_HELP).option("-c, --config <file>", CONFIG_HELP);
 }
 
-function configErrorExit(err: Error): never {
-  console.error(`buildd: configuration error: ${err.message}`);
-  process.exit(2);
+function driveOptions(cmd: Command): Command {
+  return targetOptions(cmd)
+    .option("-o, --out <dir>", "where the results and the build log go", "results")
+    .option("--build-id <id>", "the build's id (default: cli-TYPE-TIMESTAMP-PID)")
+    .option(
+      "--serve-host <address>",
+      "the address the builder reaches this command at to download the files",
+      "127.0.0.1",
+    )
+    .option("--keep", "leave the builder WAITING with the build instead of cleaning it")
+    .option("-q, --quiet", "do not show the build log");
 }
 
-/** The journal's record of recent builds, newest first (it is safe to read while serving). */
-function history(opts: { config?: string; limit: string; json?: boolean }): void {
-  const config = loadOrExit(opts.config);
-  // Reading must not create a state directory (the database would make one here).
-  if (!fs.existsSync(config.builder.statedir)) {
-    console.error(
-      `buildd: no journal yet: [builder] statedir ${config.builder.statedir} does not exist (no builder has run with this configuration)`,
-    );
-    process.exit(1);
-  }
-  const db = openDatabase(config.builder.statedir);
-  try {
-    const records = new Journal(db).history(Number(opts.limit) || 20).map((r) => ({
-      build_id: r.buildId,
-      build_type: r.buildType,
-      build_status: r.buildStatus,
-      started: new Date(r.startedAt).toISOString(),
-      ended: r.endedAt === null ? null : new Date(r.endedAt).toISOString(),
-      cleaned: r.cleanedAt === null ? null : new Date(r.cleanedAt).toISOString(),
-      dependencies: r.dependencies,
-    }));
-    if (opts.json) {
-      process.stdout.write(`${JSON.stringify(records, null, 2)}\n`);
-      return;
-    }
-    for (const r of records) {
-      const status = (r.build_status ?? "(running)").replace("BuildStatus.", "");
-      process.stdout.write(
-        `${r.started}  ${status.padEnd(11)}  ${r.build_type.padEnd(13)}  ${r.build_id}\n`,
-      );
-    }
-  } finally {
-    db.close();
-  }
-}
+type DriveCliOptions = TargetOptions & DriveOptions;
 
 const program = new Command();
 program
   .name("buildd")
   .description("A build slave server speaking the Launchpad builder protocol (XML-RPC).")
-  .version(VERSION, "-V, --version");
+  .version(VERSION, "-V, --version")
+  .showHelpAfterError();
+
 program
   .command("serve")
-  .description("start the builder and serve XML-RPC on /rpc and the file cache on /filecache")
-  .option(
-    "-c, --config <file>",
-    "configuration file (default: $BUILDD_CONFIG, else built-in defaults)",
-  )
-  .action(serve);
+  .description("start the builder (XML-RPC on /rpc, files on /filecache)")
+  .option("-c, --config <file>", CONFIG_HELP)
+  // Loaded only here: the other commands talk to a builder and need none of its machinery.
+  .action(async (opts: { config?: string }) => (await import("./cli/serve.js")).serve(opts, exit));
+
+program
+  .command("init")
+  .description("write a commented buildd.conf into a new directory")
+  .argument("<dir>", "the builder's directory (created if missing; state goes in DIR/var)")
+  .option("--bindhost <address>", "the address to listen on", "127.0.0.1")
+  .option("--port <port>", "the port to listen on", "8221")
+  .option("--no-auth", "no password: anyone who reaches the port may drive the builder")
+  .action((dir: string, opts: { bindhost: string; port: string; auth: boolean }) =>
+    init(dir, opts, process.stdout),
+  );
+
+targetOptions(program.command("status").description("show what a running builder is doing"))
+  .option("--json", "print JSON")
+  .action((opts: TargetOptions & { json?: boolean }) =>
+    status(resolveTarget(opts), opts, process.stdout),
+  );
+
+targetOptions(
+  program.command("logs").description("print the current build's log (--follow: as it grows)"),
+)
+  .option("-f, --follow", "keep printing what is appended until the build ends")
+  .action((opts: TargetOptions & { follow?: boolean }) =>
+    logs(resolveTarget(opts), opts, process.stdout),
+  );
+
+targetOptions(
+  program.command("drain").description("finish the current build, then refuse new ones"),
+)
+  .option("-w, --wait", "return once no build is running")
+  .action((opts: TargetOptions & { wait?: boolean }) =>
+    drain(resolveTarget(opts), opts, process.stdout),
+  );
+
+targetOptions(
+  program.command("undrain").description("take builds again after buildd drain"),
+).action((opts: TargetOptions) => undrain(resolveTarget(opts), process.stdout));
+
 program
   .command("history")
   .description("list recent builds from the journal, newest first")
-  .option(
-    "-c, --config <file>",
-    "configuration file (default: $BUILDD_CONFIG, else built-in defaults)",
-  )
-  .option("-n, --limit <count>", "how many builds", "20")
+  .option("-c, --config <file>", CONFIG_HELP)
+  .option("-n, --limit <count>", "how many builds (1 to 10000)", "20")
   .option("--json", "print JSON")
-  .action(history);
+  .action((opts: { config?: string; limit: string; json?: boolean }) =>
+    history(opts, process.stdout),
+  );
 
-program.parseAsync(process.argv).catch((err: unknown) => {
-  console.error(`buildd: ${err instanceof Error ? err.message : String(err)}`);
-  process.exit(1);
-});
+const build = program
+  .command("build")
+  .description("drive one build from local files; fetch its results");
+
+driveOptions(
+  build
+    .command("script")
+    .description("run steps in a copy of a directory (a script build)")
+    .argument("<dir>", "the directory, tarred as the build's workspace"),
+)
+  .option(
+    "-s, --step <name=command>",
+    "a step, run by /bin/sh -c (repeatable, in order)",
+    collect,
+    [],
+  )
+  .option("--steps <file>", 'steps from a JSON file: [{"name": "...", "run": "..." or [...]}]')
+  .option("-a, --artifact <glob>", "files in the workspace to bring back (repeatable)", collect)
+  .option(
+    "-e, --env <name=value>",
+    "an environment variable for every step (repeatable)",
+    collect,
+    [],
+  )
+  .option(
+    "--secret <name>",
+    "send $NAME from this environment as a masked secret (repeatable)",
+    collect,
+    [],
+  )
+  .option("--timeout <seconds>", "for the whole build")
+  .action(async (dir: string, opts: DriveCliOptions & ScriptOptions) => {
+    const plan = await scriptPlan(dir, opts);
+    try {
+      exit(await drive(resolveTarget(opts), plan, opts));
+    } finally {
+      plan.cleanup();
+    }
+  });
+
+driveOptions(
+  build
+    .command("binarypackage")
+    .description("build a Debian source package in a chroot (the builder must run as root)")
+    .argument("<dsc>", "the .dsc; the files it lists must be beside it")
+    .argument("<chroot>", "a chroot tarball, e.g. made by mmdebstrap"),
+)
+  .option("--suite <name>", "the series and suite to send", "bookworm")
+  .option("--component <name>", "the component to send", "main")
+  .option("--arch-indep", "also build Architecture: all packages")
+  .option(
+    "--archive <line>",
+    "a sources.list line replacing the chroot's (repeatable)",
+    collect,
+    [],
+  )
+  .option(
+    "--trusted-key <file>",
+    "an ASCII-armoured key for those archives (repeatable)",
+    collect,
+    [],
+  )
+  .addOption(new Option("--series <name>").hideHelp())
+  .action(async (dsc: string, chroot: string, opts: DriveCliOptions & BinaryPackageOptions) => {
+    const plan = await binaryPackagePlan(dsc, chroot, opts);
+    exit(await drive(resolveTarget(opts), plan, opts));
+  });
+
+program.parseAsync(process.argv).then(
+  () => {
+    // `serve` keeps running; every other command is done when its action returns.
+  },
+  (err: unknown) => {
+    if (err instanceof CliError) {
+      console.error(`buildd: ${err.message}`);
+      exit(err.exitCode);
+    }
+    if (err instanceof BuilderFault) {
+      console.error(`buildd: ${err.message}`);
+      exit(EXIT.FAILED);
+    }
+    console.error(`buildd: ${err instanceof Error ? err.message : String(err)}`);
+    exit(EXIT.FAILED);
+  },
+);

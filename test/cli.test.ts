@@ -19,6 +19,17 @@ describe("buildd command line", () => {
     assert.equal(stdout.trim(), pkg.version);
   });
 
+  test("--help lists every command, one line each", async () => {
+    const { stdout } = await run(process.execPath, [...CLI, "--help"]);
+    const commands = stdout.split("Commands:\n")[1]!.trimEnd().split("\n");
+    assert.deepEqual(
+      commands.map((line) => /^ {2}(\S+)/.exec(line)?.[1]),
+      ["serve", "init", "status", "logs", "drain", "undrain", "history", "build", "help"],
+      `one line per command, none wrapped:\n${stdout}`,
+    );
+    for (const line of commands) assert.match(line, /^ {2}\S.* {2,}\S/, `a description: ${line}`);
+  });
+
   test("--help names the serve command and its --config option", async () => {
     const { stdout } = await run(process.execPath, [...CLI, "--help"]);
     assert.match(stdout, /serve/);

@@ -1,0 +1,106 @@
+// `buildd init DIR`: a commented configuration with a generated password, mode 0600,
+// that `buildd serve` runs as written; never overwriting an existing file.
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { describe, test } from "node:test";
+import { spawn } from "node:child_process";
+import { eventually } from "../harness/fixtures.js";
+import { listeningAddresses } from "../harness/listening.js";
+import { encodeMethodCall } from "../src/rpc/codec.js";
+import { CONFIG_KEYS } from "../src/config/keys.js";
+import { buildd } from "./cli-run.js";
+
+const newDir = (): string =>
+  path.join(fs.mkdtempSync(path.join(os.tmpdir(), "buildd-cli-init-")), "worker");
+
+describe("buildd init", () => {
+  test("writes every section and key, commented, with the password in a 0600 file", async () => {
+    const dir = newDir();
+    const r = await buildd(["init", dir]);
+    assert.equal(r.code, 0, r.stderr);
+    const file = path.join(dir, "buildd.conf");
+    assert.equal(fs.statSync(file).mode & 0o777, 0o600);
+    const text = fs.readFileSync(file, "utf8");
+    for (const spec of CONFIG_KEYS) {
+      if (spec.type.kind === "ignored") continue;
+      assert.match(text, new RegExp(`^\\[${spec.section}\\]$`, "m"));
+      assert.match(text, new RegExp(`^(# )?${spec.key} =`, "m"), `${spec.section}.${spec.key}`);
+    }
+    assert.match(text, /^\[capabilities\]$/m);
+    assert.match(text, /^statedir = var$/m);
+    assert.match(text, /^bindhost = 127\.0\.0\.1$/m);
+    const password = /^password = (\S{32})$/m.exec(text)?.[1];
+    assert.ok(password, "a generated password");
+    assert.doesNotMatch(r.stdout, new RegExp(password), "the password is not printed");
+    assert.match(r.stdout, new RegExp(`buildd serve --config ${file.replace(/[/.]/g, "\\$&")}`));
+    // Two runs, two passwords.
+    const other = newDir();
+    await buildd(["init", other]);
+    assert.notEqual(
+      /^password = (\S+)$/m.exec(fs.readFileSync(path.join(other, "buildd.conf"), "utf8"))?.[1],
+      password,
+    );
+  });
+
+  test("refuses to overwrite an existing buildd.conf, leaving it as it was", async () => {
+    const dir = newDir();
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, "buildd.conf"), "[log]\nlevel = debug\n");
+    const r = await buildd(["init", dir]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /buildd\.conf already exists; buildd init does not overwrite it/);
+    assert.equal(fs.readFileSync(path.join(dir, "buildd.conf"), "utf8"), "[log]\nlevel = debug\n");
+  });
+
+  test("bad options are refused before anything is written", async () => {
+    const dir = newDir();
+    const r = await buildd(["init", dir, "--port", "http"]);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /--port must be a whole number from 0 to 65535, not "http"/);
+    assert.ok(!fs.existsSync(dir));
+  });
+
+  test("the written directory serves as is: state inside it, the password required", async () => {
+    const dir = newDir();
+    assert.equal((await buildd(["init", dir, "--port", "0"])).code, 0);
+    const configFile = path.join(dir, "buildd.conf");
+    const password = /^password = (\S+)$/m.exec(fs.readFileSync(configFile, "utf8"))![1]!;
+    const child = spawn(
+      process.execPath,
+      ["--import", "tsx", "src/cli.ts", "serve", "--config", configFile],
+      {
+        stdio: "ignore",
+      },
+    );
+    try {
+      const auth = `Basic ${Buffer.from(`buildd:${password}`).toString("base64")}`;
+      let url: string | null = null;
+      await eventually("the builder listens", async () => {
+        for (const { host, port } of listeningAddresses(child.pid!)) {
+          const res = await fetch(`http://${host}:${port}/rpc`, {
+            method: "POST",
+            headers: { authorization: auth },
+            body: encodeMethodCall("echo", ["up"]),
+          }).catch(() => null);
+          if (res?.status === 200) url = `http://${host}:${port}`;
+        }
+        return url !== null;
+      });
+      assert.ok(fs.existsSync(path.join(dir, "var/buildd.sqlite")), "state under DIR/var");
+      const denied = await fetch(`${url}/rpc`, {
+        method: "POST",
+        body: encodeMethodCall("echo", []),
+      });
+      assert.equal(denied.status, 401, "the password is required");
+      // The commands take the credentials from the same file.
+      const s = await buildd(["status", "--config", configFile, "--url", url!]);
+      assert.equal(s.code, 0, s.stderr);
+      assert.match(s.stdout, /^state +IDLE$/m);
+    } finally {
+      child.kill("SIGTERM");
+      await new Promise((r) => child.once("exit", r));
+    }
+  });
+});
