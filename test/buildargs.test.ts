@@ -9,8 +9,9 @@ import Database from "better-sqlite3";
 import { after, before, describe, test } from "node:test";
 import { startTestBuilder, type TestBuilder } from "../harness/builder.js";
 import { RpcFault } from "../harness/client.js";
-import { fetchText, makeTarball, putInCache, status, waitForState } from "../harness/fixtures.js";
+import { makeTarball, putInCache, status } from "../harness/fixtures.js";
 import { startLibrarian, type Librarian } from "../harness/librarian.js";
+import { cleanBuilder, fetchBuildLog, runScriptBuild } from "../harness/scenario.js";
 import {
   argumentsOf,
   checkArgumentNames,
@@ -183,15 +184,11 @@ describe("build() refuses an unknown argument before anything changes", () => {
   test("the keys every build takes are accepted: build_url is the log's first line", async () => {
     const url = "https://manager.example/builds/42";
     const args = { steps, artifacts: ["out/*"], timeout: 60, build_url: url, build_requires: [] };
-    assert.deepEqual(await b.client.call("build", "ARGS-OK", "script", tree, {}, args), [
-      "BuilderStatus.BUILDING",
-      "ARGS-OK",
-    ]);
-    const s = await waitForState(b.client, "WAITING");
+    const s = await runScriptBuild(b.client, "ARGS-OK", tree, args);
     assert.equal(s["build_status"], "BuildStatus.OK");
     assert.deepEqual(Object.keys(s["filemap"] as XmlRpcStruct), ["out/report.txt"]);
-    const log = await fetchText(`${b.url}/filecache/buildlog`);
+    const log = await fetchBuildLog(b.url);
     assert.equal(log.split("\n")[0], url);
-    assert.equal(await b.client.call("clean"), "BuilderStatus.IDLE");
+    await cleanBuilder(b.client);
   });
 });

@@ -10,8 +10,14 @@ import { after, before, describe, test } from "node:test";
 import { configErrorOf, writeConfigFile } from "../harness/config.js";
 import { startTestBuilder, type RawSections, type TestBuilder } from "../harness/builder.js";
 import { RpcFault } from "../harness/client.js";
-import { fetchText, makeTarball, putInCache, status, waitForState } from "../harness/fixtures.js";
+import { makeTarball, putInCache, status } from "../harness/fixtures.js";
 import { startLibrarian, type Librarian } from "../harness/librarian.js";
+import {
+  cleanBuilder,
+  fetchBuildLog,
+  runScriptBuild,
+  startScriptBuild,
+} from "../harness/scenario.js";
 import { extractTranscripts, runTranscript } from "../harness/transcript.js";
 import { mapCapabilities } from "../src/capabilities/env.js";
 import type { CapabilityDecl } from "../src/config/capabilities.js";
@@ -662,31 +668,20 @@ describe("capabilities through the real server (script builds)", () => {
 
   test("a custom mapping puts a non-PostgreSQL capability into every step's environment", async () => {
     const id = "CAP-rmq";
-    assert.deepEqual(
-      await b.client.call(
-        "build",
-        id,
-        "script",
-        tree,
-        {},
-        {
-          build_requires: ["rabbitmq >= 3", "tool"],
-          steps: [
-            { name: "first", run: 'echo "uri=$RMQ_BASE_URI"' },
-            { name: "second", run: 'echo "again=$RMQ_BASE_URI pw=${#RMQ_PASSWORD} path=$PATH"' },
-            { name: "leak", run: 'echo "leaked=$RMQ_PASSWORD"' },
-          ],
-        },
-      ),
-      ["BuilderStatus.BUILDING", id],
-    );
-    const s = await waitForState(b.client, "WAITING");
+    const s = await runScriptBuild(b.client, id, tree, {
+      build_requires: ["rabbitmq >= 3", "tool"],
+      steps: [
+        { name: "first", run: 'echo "uri=$RMQ_BASE_URI"' },
+        { name: "second", run: 'echo "again=$RMQ_BASE_URI pw=${#RMQ_PASSWORD} path=$PATH"' },
+        { name: "leak", run: 'echo "leaked=$RMQ_PASSWORD"' },
+      ],
+    });
     assert.equal(s["build_status"], "BuildStatus.OK");
     assert.deepEqual(s["capabilities"], {
       rabbitmq: { version: "3.12", properties: { base_uri: "amqp://rmq.example:5672/" } },
       tool: { version: "2.0", properties: { bin: "/opt/tool-2.0/bin" } },
     });
-    const log = await fetchText(`${b.url}/filecache/buildlog`);
+    const log = await fetchBuildLog(b.url);
     const lines = log.split("\n");
     assert.equal(
       lines[0],
@@ -708,7 +703,7 @@ describe("capabilities through the real server (script builds)", () => {
       ),
     );
     assert.ok(!log.includes("hunter22"));
-    assert.equal(await b.client.call("clean"), "BuilderStatus.IDLE");
+    await cleanBuilder(b.client);
   });
 
   test("capabilities() over XML-RPC; info() keeps its three elements", async () => {
@@ -743,17 +738,10 @@ describe("capabilities through the real server (script builds)", () => {
     ];
     for (const [requires, message] of cases) {
       await assert.rejects(
-        b.client.call(
-          "build",
-          "CAP-refused",
-          "script",
-          tree,
-          {},
-          {
-            build_requires: requires,
-            steps: [{ name: "x", run: "true" }],
-          },
-        ),
+        startScriptBuild(b.client, "CAP-refused", tree, {
+          build_requires: requires,
+          steps: [{ name: "x", run: "true" }],
+        }),
         (e: unknown) => e instanceof RpcFault && e.faultCode === 8002 && e.faultString === message,
         message,
       );
@@ -762,23 +750,12 @@ describe("capabilities through the real server (script builds)", () => {
       assert.equal(s["build_id"], undefined);
       assert.equal((await fetch(`${b.url}/filecache/buildlog`)).status, 404);
     }
-    assert.deepEqual(
-      await b.client.call(
-        "build",
-        "CAP-after",
-        "script",
-        tree,
-        {},
-        {
-          steps: [{ name: "x", run: "true" }],
-        },
-      ),
-      ["BuilderStatus.BUILDING", "CAP-after"],
-    );
-    const s = await waitForState(b.client, "WAITING");
+    const s = await runScriptBuild(b.client, "CAP-after", tree, {
+      steps: [{ name: "x", run: "true" }],
+    });
     assert.equal(s["build_status"], "BuildStatus.OK");
     assert.equal(s["capabilities"], undefined, "no capabilities when none were required");
-    assert.equal(await b.client.call("clean"), "BuilderStatus.IDLE");
+    await cleanBuilder(b.client);
   });
 
   test("a reserved worker refuses an unrelated build and takes one that requires it", async () => {
@@ -788,31 +765,25 @@ describe("capabilities through the real server (script builds)", () => {
     });
     for (const requires of [[], ["private-repo-access"]]) {
       await assert.rejects(
-        reserved.client.call("build", "R1", "script", reservedTree, {}, args(requires)),
+        startScriptBuild(reserved.client, "R1", reservedTree, args(requires)),
         (e: unknown) =>
           e instanceof RpcFault &&
           e.faultString === "this worker only takes builds that require selenium-server",
       );
     }
     assert.equal((await status(reserved.client))["builder_status"], "BuilderStatus.IDLE");
-    assert.deepEqual(
-      await reserved.client.call(
-        "build",
-        "R2",
-        "script",
-        reservedTree,
-        {},
-        args(["selenium-server >= 4", "private-repo-access"]),
-      ),
-      ["BuilderStatus.BUILDING", "R2"],
+    const s = await runScriptBuild(
+      reserved.client,
+      "R2",
+      reservedTree,
+      args(["selenium-server >= 4", "private-repo-access"]),
     );
-    const s = await waitForState(reserved.client, "WAITING");
     assert.equal(s["build_status"], "BuildStatus.OK");
     assert.deepEqual(Object.keys(s["capabilities"] as XmlRpcStruct).sort(), [
       "private-repo-access",
       "selenium-server",
     ]);
-    assert.equal(await reserved.client.call("clean"), "BuilderStatus.IDLE");
+    await cleanBuilder(reserved.client);
   });
 });
 

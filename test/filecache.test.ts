@@ -16,6 +16,7 @@ import {
   waitForState,
 } from "../harness/fixtures.js";
 import { startLibrarian, type Behaviour, type Librarian } from "../harness/librarian.js";
+import { startScriptBuild } from "../harness/scenario.js";
 
 describe("ensurepresent", () => {
   let b: TestBuilder;
@@ -384,14 +385,9 @@ describe("cache budget and eviction", () => {
 
     // A build holds its tarball (a small real one) while it runs: it must survive.
     const tree = await putInCache(b.client, lib, makeTarball({ x: "x" }), "tree");
-    await b.client.call(
-      "build",
-      "HOLD-1",
-      "script",
-      tree,
-      {},
-      { steps: [{ name: "wait", run: "sleep 4251.1" }] },
-    );
+    await startScriptBuild(b.client, "HOLD-1", tree, {
+      steps: [{ name: "wait", run: "sleep 4251.1" }],
+    });
     for (let i = 5; i < 9; i++) await putInCache(b.client, lib, blob(i), `e${i}`);
     assert.ok(fs.readdirSync(b.filecache).includes(tree), "held entry kept");
     await b.client.call("abort");

@@ -7,6 +7,14 @@ import path from "node:path";
 import Database from "better-sqlite3";
 import { after, before, describe, test } from "node:test";
 import { startTestBuilder, type TestBuilder } from "../harness/builder.js";
+import {
+  cleanBuilder,
+  fetchBuildLog,
+  runScriptBuild,
+  startScenario,
+  startScriptBuild,
+  type Scenario,
+} from "../harness/scenario.js";
 import { RpcFault } from "../harness/client.js";
 import {
   alive,
@@ -19,27 +27,23 @@ import {
   status,
   waitForState,
 } from "../harness/fixtures.js";
-import { startLibrarian, type Librarian } from "../harness/librarian.js";
+import type { Librarian } from "../harness/librarian.js";
 import type { XmlRpcValue } from "../src/rpc/codec.js";
 
 describe("build lifecycle (script builds on the host)", () => {
+  let scenario: Scenario;
   let b: TestBuilder;
   let lib: Librarian;
   let tree: string;
 
   before(async () => {
-    b = await startTestBuilder({ build: { kill_grace: 1, abort_timeout: 10 } });
-    lib = await startLibrarian();
-    tree = await putInCache(
-      b.client,
-      lib,
-      makeTarball({ "src/hello.txt": "hello from the tarball\n", "run.sh": "echo run.sh ran\n" }),
+    scenario = await startScenario(
+      { "src/hello.txt": "hello from the tarball\n", "run.sh": "echo run.sh ran\n" },
+      { build: { kill_grace: 1, abort_timeout: 10 } },
     );
+    ({ builder: b, librarian: lib, tree } = scenario);
   });
-  after(async () => {
-    await b.stop();
-    await lib.close();
-  });
+  after(() => scenario.stop());
 
   const script = (
     steps: { name: string; run: XmlRpcValue }[],
@@ -49,17 +53,9 @@ describe("build lifecycle (script builds on the host)", () => {
     ...extra,
   });
 
-  async function buildAndWait(id: string, args: Record<string, XmlRpcValue>) {
-    assert.deepEqual(await b.client.call("build", id, "script", tree, {}, args), [
-      "BuilderStatus.BUILDING",
-      id,
-    ]);
-    return waitForState(b.client, "WAITING");
-  }
-
-  async function cleanUp() {
-    assert.equal(await b.client.call("clean"), "BuilderStatus.IDLE");
-  }
+  const buildAndWait = (id: string, args: Record<string, XmlRpcValue>) =>
+    runScriptBuild(b.client, id, tree, args);
+  const cleanUp = () => cleanBuilder(b.client);
 
   test("info() lists the script build type", async () => {
     const info = (await b.client.call("info")) as XmlRpcValue[];
@@ -91,7 +87,7 @@ describe("build lifecycle (script builds on the host)", () => {
       "HELLO FROM THE TARBALL\n",
     );
     assert.equal(await fetchText(`${b.url}/filecache/${filemap["out/env.txt"]}`), "hi there\n");
-    const log = await fetchText(`${b.url}/filecache/buildlog`);
+    const log = await fetchBuildLog(b.url);
     assert.match(
       log,
       /^\[[^\]]+\]\nRUN: sh -c 'mkdir -p out && tr a-z A-Z < src\/hello.txt > out\/HELLO.txt'\n/m,
@@ -125,7 +121,7 @@ describe("build lifecycle (script builds on the host)", () => {
     );
     assert.equal(s["build_status"], "BuildStatus.PACKAGEFAIL");
     assert.deepEqual(s["filemap"], { "out/report.txt": sha1("partial\n") });
-    const log = await fetchText(`${b.url}/filecache/buildlog`);
+    const log = await fetchBuildLog(b.url);
     assert.match(log, /\[buildd\] step "tests" exited with status 3; the build failed/);
     assert.doesNotMatch(log, /should-not-run/);
     await cleanUp();
@@ -137,21 +133,16 @@ describe("build lifecycle (script builds on the host)", () => {
       script([{ name: "hang", run: "sleep 4243.1" }], { timeout: 1 }),
     );
     assert.equal(s["build_status"], "BuildStatus.PACKAGEFAIL");
-    assert.match(
-      await fetchText(`${b.url}/filecache/buildlog`),
-      /the build timed out after 1 seconds/,
-    );
+    assert.match(await fetchBuildLog(b.url), /the build timed out after 1 seconds/);
     assert.deepEqual(pidsWithMarker("4243.1"), []);
     await cleanUp();
   });
 
   test("status() while BUILDING: build_id, the current step and a base64 log tail", async () => {
-    await b.client.call(
-      "build",
+    await startScriptBuild(
+      b.client,
       "SCRIPT-status",
-      "script",
       tree,
-      {},
       script([
         { name: "first", run: "echo one" },
         { name: "waiting-step", run: "echo started-waiting; sleep 4244.1" },
@@ -177,27 +168,18 @@ describe("build lifecycle (script builds on the host)", () => {
   });
 
   test("build() while BUILDING is refused and leaves the running build untouched", async () => {
-    await b.client.call(
-      "build",
+    await startScriptBuild(
+      b.client,
       "SCRIPT-first",
-      "script",
       tree,
-      {},
       script([{ name: "long", run: 'trap "" TERM; echo first-build-output; sleep 4245.1' }]),
     );
     await eventually("output", async () =>
-      (await fetchText(`${b.url}/filecache/buildlog`)).includes("first-build-output"),
+      (await fetchBuildLog(b.url)).includes("first-build-output"),
     );
-    const logBefore = await fetchText(`${b.url}/filecache/buildlog`);
+    const logBefore = await fetchBuildLog(b.url);
     await assert.rejects(
-      b.client.call(
-        "build",
-        "SCRIPT-second",
-        "script",
-        tree,
-        {},
-        script([{ name: "x", run: "true" }]),
-      ),
+      startScriptBuild(b.client, "SCRIPT-second", tree, script([{ name: "x", run: "true" }])),
       {
         faultCode: 8002,
         faultString:
@@ -207,10 +189,7 @@ describe("build lifecycle (script builds on the host)", () => {
     const s = await status(b.client);
     assert.equal(s["build_id"], "SCRIPT-first");
     assert.equal(s["builder_status"], "BuilderStatus.BUILDING");
-    assert.ok(
-      (await fetchText(`${b.url}/filecache/buildlog`)).startsWith(logBefore),
-      "log not truncated",
-    );
+    assert.ok((await fetchBuildLog(b.url)).startsWith(logBefore), "log not truncated");
     // abort() twice: the second answers the same and changes nothing. (The step ignores
     // SIGTERM, so the builder stays ABORTING for the kill grace period.)
     assert.equal(await b.client.call("abort"), "BuilderStatus.ABORTING");
@@ -229,14 +208,7 @@ describe("build lifecycle (script builds on the host)", () => {
       `trap "" TERM`,
       `echo spawned; sleep ${marker}`,
     ].join("\n");
-    await b.client.call(
-      "build",
-      "SCRIPT-abort",
-      "script",
-      tree,
-      {},
-      script([{ name: "daemons", run }]),
-    );
+    await startScriptBuild(b.client, "SCRIPT-abort", tree, script([{ name: "daemons", run }]));
     await eventually(
       "all four sleepers running",
       () => pidsWithMarker(`sleep ${marker}`).length >= 4,
@@ -246,7 +218,7 @@ describe("build lifecycle (script builds on the host)", () => {
     const s = await waitForState(b.client, "WAITING");
     assert.equal(s["build_status"], "BuildStatus.ABORTED");
     assert.deepEqual(pids.filter(alive), [], "every process of the build is gone");
-    assert.match(await fetchText(`${b.url}/filecache/buildlog`), /ABORTING/);
+    assert.match(await fetchBuildLog(b.url), /ABORTING/);
     await cleanUp();
   });
 
@@ -269,7 +241,7 @@ describe("build lifecycle (script builds on the host)", () => {
       faultString:
         'Builder is not BUILDING when asked to abort: it is WAITING with build "SCRIPT-w" (OK), which has already finished; call clean()',
     });
-    await assert.rejects(b.client.call("build", "SCRIPT-x", "script", tree, {}, script([])), {
+    await assert.rejects(startScriptBuild(b.client, "SCRIPT-x", tree, script([])), {
       faultCode: 8002,
       faultString:
         'Builder is not IDLE when asked to start building: it is WAITING with build "SCRIPT-w" (OK); collect its files and call clean() first',
@@ -290,7 +262,7 @@ describe("build lifecycle (script builds on the host)", () => {
     )) as string[];
     assert.equal(kind, "BuilderStatus.UNKNOWNBUILDER");
     assert.match(info!, /^nosuchtype not in \[.*'script'.*\]$/);
-    assert.deepEqual(await b.client.call("build", "B", "script", missing, {}, args), [
+    assert.deepEqual(await startScriptBuild(b.client, "B", missing, args), [
       "BuilderStatus.UNKNOWNSUM",
       `CHROOTSUM -> ${missing}`,
     ]);
@@ -298,29 +270,26 @@ describe("build lifecycle (script builds on the host)", () => {
       await b.client.call("build", "B", "script", tree, { "a.txt": missing }, args),
       ["BuilderStatus.UNKNOWNSUM", `FILESUM -> ${missing}`],
     );
-    await assert.rejects(b.client.call("build", "", "script", tree, {}, args), {
+    await assert.rejects(startScriptBuild(b.client, "", tree, args), {
       faultCode: 8002,
       faultString: "build_id must not be empty",
     });
-    await assert.rejects(
-      b.client.call("build", "../../etc", "script", tree, {}, args),
-      (e: unknown) => {
-        assert.ok(
-          e instanceof RpcFault && /build_id "..\/..\/etc" is not a safe name/.test(e.faultString),
-        );
-        return true;
-      },
-    );
+    await assert.rejects(startScriptBuild(b.client, "../../etc", tree, args), (e: unknown) => {
+      assert.ok(
+        e instanceof RpcFault && /build_id "..\/..\/etc" is not a safe name/.test(e.faultString),
+      );
+      return true;
+    });
     await assert.rejects(
       b.client.call("build", "B", "script", tree, { "../x": tree }, args),
       /filemap name "..\/x" is not a safe file name/,
     );
-    await assert.rejects(b.client.call("build", "B", "script", tree, {}, { steps: [] }), {
+    await assert.rejects(startScriptBuild(b.client, "B", tree, { steps: [] }), {
       faultCode: 8002,
       faultString: "script build: steps must be a non-empty list of {name, run}",
     });
     await assert.rejects(
-      b.client.call("build", "B", "script", tree, {}, { steps: [{ name: "x", run: 5 }] }),
+      startScriptBuild(b.client, "B", tree, { steps: [{ name: "x", run: 5 }] }),
       {
         faultString: "script build: steps[0].run must be a string or a non-empty list of strings",
       },
@@ -331,12 +300,10 @@ describe("build lifecycle (script builds on the host)", () => {
   test("log tails of 0, 1, 2048, 2049 and 4096 bytes", async () => {
     for (const n of [0, 1, 2048, 2049, 4096]) {
       const marker = `4247.${n + 1}`;
-      await b.client.call(
-        "build",
+      await startScriptBuild(
+        b.client,
         `TAIL-${n}`,
-        "script",
         tree,
-        {},
         script([
           {
             name: "emit",
@@ -369,12 +336,10 @@ describe("build lifecycle (script builds on the host)", () => {
 
   test("credentials are scrubbed from the log, the tail, and the builder's own log", async () => {
     const secretUrl = "http://buildd:s3cr3t-pass@archive.example/ubuntu";
-    await b.client.call(
-      "build",
+    await startScriptBuild(
+      b.client,
       "SCRIPT-scrub",
-      "script",
       tree,
-      {},
       script(
         [
           {
@@ -387,11 +352,9 @@ describe("build lifecycle (script builds on the host)", () => {
         { secrets: { API_TOKEN: "tok-123456789" }, environment: { MIRROR: secretUrl } },
       ),
     );
-    await eventually("output", async () =>
-      (await fetchText(`${b.url}/filecache/buildlog`)).includes("token="),
-    );
+    await eventually("output", async () => (await fetchBuildLog(b.url)).includes("token="));
     const tail = ((await status(b.client))["logtail"] as Buffer).toString();
-    const log = await fetchText(`${b.url}/filecache/buildlog`);
+    const log = await fetchBuildLog(b.url);
     for (const text of [tail, log]) {
       assert.doesNotMatch(text, /s3cr3t-pass|tok-123456789/);
       assert.match(text, /Get:1 http:\/\/archive.example\/ubuntu focal InRelease/);
@@ -432,17 +395,14 @@ describe("build lifecycle (script builds on the host)", () => {
     const small = await startTestBuilder({ build: { log_max_size: "64K", kill_grace: 1 } });
     try {
       const t = await putInCache(small.client, lib, makeTarball({ a: "a" }), "small-tree");
-      await small.client.call(
-        "build",
+      const s = await runScriptBuild(
+        small.client,
         "SCRIPT-big",
-        "script",
         t,
-        {},
         script([{ name: "spam", run: "yes spam-line-4249" }]),
       );
-      const s = await waitForState(small.client, "WAITING");
       assert.equal(s["build_status"], "BuildStatus.PACKAGEFAIL");
-      const log = await fetchText(`${small.url}/filecache/buildlog`);
+      const log = await fetchBuildLog(small.url);
       assert.ok(Buffer.byteLength(log) < 64 * 1024 + 1024, `log size ${Buffer.byteLength(log)}`);
       assert.match(log, /exceeded the maximum size/);
       assert.deepEqual(pidsWithMarker("spam-line-4249"), []);

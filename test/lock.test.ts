@@ -12,7 +12,6 @@ import {
 } from "../harness/builder.js";
 import {
   eventually,
-  fetchText,
   makeTarball,
   pidsWithMarker,
   putInCache,
@@ -20,6 +19,7 @@ import {
   waitForState,
 } from "../harness/fixtures.js";
 import { startLibrarian, type Librarian } from "../harness/librarian.js";
+import { fetchBuildLog, startScriptBuild } from "../harness/scenario.js";
 
 /** The same directories, another port: the second builder is a different config file. */
 function secondConfig(dirs: BuilderDirs): string {
@@ -43,17 +43,10 @@ describe("one builder per state directory", () => {
     const first = await startBuilderProcess(dirs);
     try {
       const tree = await putInCache(first.client, lib, makeTarball({ "a.txt": "a\n" }), "lock");
-      await first.client.call(
-        "build",
-        "LOCK-1",
-        "script",
-        tree,
-        {},
-        {
-          steps: [{ name: "long", run: "echo started; sleep 4260.3; echo finished > out.txt" }],
-          artifacts: ["out.txt"],
-        },
-      );
+      await startScriptBuild(first.client, "LOCK-1", tree, {
+        steps: [{ name: "long", run: "echo started; sleep 4260.3; echo finished > out.txt" }],
+        artifacts: ["out.txt"],
+      });
       await eventually("the build runs", () => pidsWithMarker("sleep 4260.3").length > 0);
       const dbBefore = fs.statSync(path.join(dirs.statedir, "buildd.sqlite")).mtimeMs;
 
@@ -78,7 +71,7 @@ describe("one builder per state directory", () => {
         (await waitForState(first.client, "WAITING"))["build_status"],
         "BuildStatus.ABORTED",
       );
-      assert.match(await fetchText(`${first.url}/filecache/buildlog`), /started/);
+      assert.match(await fetchBuildLog(first.url), /started/);
     } finally {
       await first.kill("SIGKILL");
     }

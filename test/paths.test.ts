@@ -10,8 +10,9 @@ import path from "node:path";
 import { after, afterEach, before, beforeEach, describe, test } from "node:test";
 import { startTestBuilder, type TestBuilder } from "../harness/builder.js";
 import { chrootTestsUnavailable, makeSourcePackage } from "../harness/debian.js";
-import { fetchText, makeTarball, putInCache, waitForState } from "../harness/fixtures.js";
+import { makeTarball, putInCache, waitForState } from "../harness/fixtures.js";
 import { startLibrarian, type Librarian } from "../harness/librarian.js";
+import { cleanBuilder, fetchBuildLog, runScriptBuild } from "../harness/scenario.js";
 import { Tree, TreePathError } from "../src/backends/inroot.js";
 import type { XmlRpcStruct } from "../src/rpc/codec.js";
 
@@ -291,8 +292,8 @@ describe("chroot tarballs whose links point at the host", { skip: unavailable ??
       ["BuilderStatus.BUILDING", id],
     );
     const status = await waitForState(b.client, "WAITING", 60_000);
-    const log = await fetchText(`${b.url}/filecache/buildlog`);
-    assert.equal(await b.client.call("clean"), "BuilderStatus.IDLE");
+    const log = await fetchBuildLog(b.url);
+    await cleanBuilder(b.client);
     assert.deepEqual(snapshot(host), hostBefore, `nothing outside the build changed:\n${log}`);
     assert.equal(resolvState(), resolvBefore, "the host's /etc/resolv.conf is untouched");
     return { status, log };
@@ -367,9 +368,8 @@ describe("a host workspace whose links point at the host", () => {
       "ln -s real.txt latest.txt",
     ].join(" && ");
     const args = { steps: [{ name: "links", run }], artifacts };
-    await b.client.call("build", id, "script", tree, {}, args);
-    const s = await waitForState(b.client, "WAITING");
-    const log = await fetchText(`${b.url}/filecache/buildlog`);
+    const s = await runScriptBuild(b.client, id, tree, args);
+    const log = await fetchBuildLog(b.url);
     assert.equal(s["build_status"], "BuildStatus.OK", log);
     // The walk never entered out/, so the host's file names are not even in the log.
     assert.doesNotMatch(log, /listed-only/);
@@ -378,7 +378,7 @@ describe("a host workspace whose links point at the host", () => {
       const sum = createHash("sha1").update(fs.readFileSync(outside)).digest("hex");
       assert.ok(!cached.includes(sum), `${outside} was not read into the cache`);
     }
-    assert.equal(await b.client.call("clean"), "BuilderStatus.IDLE");
+    await cleanBuilder(b.client);
     return { results: s["filemap"] as Record<string, string>, log };
   }
 

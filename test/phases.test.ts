@@ -10,7 +10,6 @@ import { startTestBuilder, type TestBuilder } from "../harness/builder.js";
 import {
   cacheListing,
   eventually,
-  fetchText,
   httpGet,
   makeTarball,
   pidsWithMarker,
@@ -20,6 +19,12 @@ import {
   waitForState,
 } from "../harness/fixtures.js";
 import { startLibrarian, type Librarian } from "../harness/librarian.js";
+import {
+  cleanBuilder,
+  fetchBuildLog,
+  runScriptBuild,
+  startScriptBuild,
+} from "../harness/scenario.js";
 import type { BackendFactory } from "../src/builder/builder.js";
 import { HostBackend } from "../src/backends/host.js";
 import type { RunOptions } from "../src/backends/backend.js";
@@ -94,15 +99,10 @@ describe("the builder's phases", () => {
     const b = await builderWith(gates);
     try {
       const tree = await putInCache(b.client, lib, tarball, "phases-clean");
-      await b.client.call(
-        "build",
-        "CLEAN-1",
-        "script",
-        tree,
-        {},
-        { steps: [{ name: "s", run: "echo result > r.txt" }], artifacts: ["r.txt"] },
-      );
-      await waitForState(b.client, "WAITING");
+      await runScriptBuild(b.client, "CLEAN-1", tree, {
+        steps: [{ name: "s", run: "echo result > r.txt" }],
+        artifacts: ["r.txt"],
+      });
       const cleaning = b.client.call("clean");
       await eventually("clean() reached the workspace removal", () => gates.beforeRemove!.reached);
 
@@ -114,14 +114,7 @@ describe("the builder's phases", () => {
       assert.equal(s["cleaning"], true);
       assert.ok(!("filemap" in s));
       await assert.rejects(
-        b.client.call(
-          "build",
-          "CLEAN-2",
-          "script",
-          tree,
-          {},
-          { steps: [{ name: "s", run: "true" }] },
-        ),
+        startScriptBuild(b.client, "CLEAN-2", tree, { steps: [{ name: "s", run: "true" }] }),
         {
           faultCode: 8002,
           faultString:
@@ -144,16 +137,8 @@ describe("the builder's phases", () => {
       assert.equal((await status(b.client))["builder_status"], "BuilderStatus.IDLE");
 
       // And the builder works on: the next build and its clean.
-      await b.client.call(
-        "build",
-        "CLEAN-3",
-        "script",
-        tree,
-        {},
-        { steps: [{ name: "s", run: "true" }] },
-      );
-      await waitForState(b.client, "WAITING");
-      assert.equal(await b.client.call("clean"), "BuilderStatus.IDLE");
+      await runScriptBuild(b.client, "CLEAN-3", tree, { steps: [{ name: "s", run: "true" }] });
+      await cleanBuilder(b.client);
     } finally {
       gates.beforeRemove?.release();
       await b.stop();
@@ -167,17 +152,10 @@ describe("the builder's phases", () => {
     try {
       const tree = await putInCache(b.client, lib, tarball, "phases-hold");
       await putInCache(b.client, lib, randomBytes(30 * 1024), "filler");
-      await b.client.call(
-        "build",
-        "HOLD-1",
-        "script",
-        tree,
-        {},
-        {
-          steps: [{ name: "s", run: "head -c 30720 /dev/urandom > result.bin" }],
-          artifacts: ["result.bin"],
-        },
-      );
+      await startScriptBuild(b.client, "HOLD-1", tree, {
+        steps: [{ name: "s", run: "head -c 30720 /dev/urandom > result.bin" }],
+        artifacts: ["result.bin"],
+      });
       // The result is in the cache; the build is not finished yet (its backend stops).
       await eventually("results stored", () => gates.beforeStop!.reached);
       const big = randomBytes(50 * 1024);
@@ -199,7 +177,7 @@ describe("the builder's phases", () => {
       const res = await httpGet(`${b.url}/filecache/${filemap["result.bin"]}`);
       assert.equal(res.status, 200, "the result is still served");
       assert.equal(sha1(res.body), filemap["result.bin"]);
-      assert.equal(await b.client.call("clean"), "BuilderStatus.IDLE");
+      await cleanBuilder(b.client);
     } finally {
       gates.beforeStop?.release();
       await b.stop();
@@ -210,23 +188,15 @@ describe("the builder's phases", () => {
     const b = await builderWith({}, { cache: { max_size: "8K", min_free: "0" } });
     try {
       const tree = await putInCache(b.client, lib, tarball, "phases-full");
-      await b.client.call(
-        "build",
-        "FULL-1",
-        "script",
-        tree,
-        {},
-        {
-          steps: [{ name: "s", run: "echo small > a.txt; head -c 65536 /dev/urandom > b.bin" }],
-          artifacts: ["a.txt", "b.bin"],
-        },
-      );
-      const s = await waitForState(b.client, "WAITING");
+      const s = await runScriptBuild(b.client, "FULL-1", tree, {
+        steps: [{ name: "s", run: "echo small > a.txt; head -c 65536 /dev/urandom > b.bin" }],
+        artifacts: ["a.txt", "b.bin"],
+      });
       assert.equal(s["build_status"], "BuildStatus.BUILDERFAIL");
       assert.ok(!("filemap" in s));
-      const log = await fetchText(`${b.url}/filecache/buildlog`);
+      const log = await fetchBuildLog(b.url);
       assert.match(log, /Failed to gather results: not enough space in the file cache/);
-      assert.equal(await b.client.call("clean"), "BuilderStatus.IDLE");
+      await cleanBuilder(b.client);
       // Only the input is left in the cache: no stored half of the results, no temporary.
       const names = cacheListing(b.filecache);
       assert.deepEqual(names, [tree]);
@@ -241,24 +211,19 @@ describe("the builder's phases", () => {
     const b = await builderWith(gates);
     try {
       const tree = await putInCache(b.client, lib, tarball, "phases-stuck");
-      await b.client.call(
-        "build",
-        "STUCK-1",
-        "script",
-        tree,
-        {},
-        { steps: [{ name: "stuck", run: "sleep 4270.9" }] },
-      );
+      await startScriptBuild(b.client, "STUCK-1", tree, {
+        steps: [{ name: "stuck", run: "sleep 4270.9" }],
+      });
       await eventually("the step runs", () => pidsWithMarker("sleep 4270.9").length > 0);
       assert.equal(await b.client.call("abort"), "BuilderStatus.ABORTING");
       const s = await waitForState(b.client, "WAITING", 30_000);
       assert.equal(s["build_status"], "BuildStatus.BUILDERFAIL");
       const pid = unkillable[0]!.pid;
       assert.match(
-        await fetchText(`${b.url}/filecache/buildlog`),
+        await fetchBuildLog(b.url),
         new RegExp(`failed to kill all processes; still alive: ${pid}\\b`),
       );
-      assert.equal(await b.client.call("clean"), "BuilderStatus.IDLE");
+      await cleanBuilder(b.client);
     } finally {
       // The test's own cleanup, with the real kill the backend pretended could not do.
       for (const proc of unkillable) await proc.terminate(0);

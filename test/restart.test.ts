@@ -18,9 +18,14 @@ import {
   putInCache,
   sha1,
   status,
-  waitForState,
 } from "../harness/fixtures.js";
 import { startLibrarian, type Librarian } from "../harness/librarian.js";
+import {
+  cleanBuilder,
+  fetchBuildLog,
+  runScriptBuild,
+  startScriptBuild,
+} from "../harness/scenario.js";
 
 describe("restarts (SIGKILL)", () => {
   let lib: Librarian;
@@ -34,16 +39,9 @@ describe("restarts (SIGKILL)", () => {
     const dirs: BuilderDirs = makeBuilderDirs();
     let p = await startBuilderProcess(dirs);
     const tree = await putInCache(p.client, lib, tarball, "restart-building");
-    await p.client.call(
-      "build",
-      "RESTART-1",
-      "script",
-      tree,
-      {},
-      {
-        steps: [{ name: "long", run: "echo before-the-crash; setsid sleep 4250.1 & sleep 4250.1" }],
-      },
-    );
+    await startScriptBuild(p.client, "RESTART-1", tree, {
+      steps: [{ name: "long", run: "echo before-the-crash; setsid sleep 4250.1 & sleep 4250.1" }],
+    });
     await eventually("sleepers", () => pidsWithMarker("sleep 4250.1").length >= 2);
     assert.equal(await p.kill("SIGKILL"), "SIGKILL");
 
@@ -59,10 +57,10 @@ describe("restarts (SIGKILL)", () => {
         () => pidsWithMarker("4250.1").length === 0,
         10_000,
       );
-      const log = await fetchText(`${p.url}/filecache/buildlog`);
+      const log = await fetchBuildLog(p.url);
       assert.match(log, /before-the-crash/);
       assert.match(log, /the builder restarted while this build was running/);
-      assert.equal(await p.client.call("clean"), "BuilderStatus.IDLE");
+      await cleanBuilder(p.client);
       assert.equal((await status(p.client))["builder_status"], "BuilderStatus.IDLE");
       // The journal keeps the build as history after clean().
       const { stdout } = await promisify(execFile)(process.execPath, [
@@ -88,18 +86,10 @@ describe("restarts (SIGKILL)", () => {
     const dirs = makeBuilderDirs();
     let p = await startBuilderProcess(dirs);
     const tree = await putInCache(p.client, lib, tarball, "restart-waiting");
-    await p.client.call(
-      "build",
-      "RESTART-2",
-      "script",
-      tree,
-      {},
-      {
-        steps: [{ name: "copy", run: "cp data.txt result.txt" }],
-        artifacts: ["result.txt"],
-      },
-    );
-    const before = await waitForState(p.client, "WAITING");
+    const before = await runScriptBuild(p.client, "RESTART-2", tree, {
+      steps: [{ name: "copy", run: "cp data.txt result.txt" }],
+      artifacts: ["result.txt"],
+    });
     assert.equal(before["build_status"], "BuildStatus.OK");
     assert.equal(await p.kill("SIGKILL"), "SIGKILL");
 
@@ -108,7 +98,7 @@ describe("restarts (SIGKILL)", () => {
       const s = await status(p.client);
       assert.deepEqual(s, before);
       assert.equal(await fetchText(`${p.url}/filecache/${sha1("payload\n")}`), "payload\n");
-      assert.equal(await p.client.call("clean"), "BuilderStatus.IDLE");
+      await cleanBuilder(p.client);
     } finally {
       await p.kill("SIGTERM");
     }
@@ -118,21 +108,11 @@ describe("restarts (SIGKILL)", () => {
     const dirs = makeBuilderDirs();
     let p = await startBuilderProcess(dirs);
     const tree = await putInCache(p.client, lib, tarball, "restart-cleaning");
-    await p.client.call(
-      "build",
-      "RESTART-3",
-      "script",
-      tree,
-      {},
-      {
-        // Many files, so that removing the workspace takes a moment to kill it in.
-        steps: [
-          { name: "many", run: "mkdir d; cd d; seq 1 20000 | xargs touch; echo r > ../r.txt" },
-        ],
-        artifacts: ["r.txt"],
-      },
-    );
-    const waiting = await waitForState(p.client, "WAITING");
+    const waiting = await runScriptBuild(p.client, "RESTART-3", tree, {
+      // Many files, so that removing the workspace takes a moment to kill it in.
+      steps: [{ name: "many", run: "mkdir d; cd d; seq 1 20000 | xargs touch; echo r > ../r.txt" }],
+      artifacts: ["r.txt"],
+    });
     const result = (waiting["filemap"] as Record<string, string>)["r.txt"]!;
     const cleaning = p.client.call("clean").catch(() => null);
     // The journal says CLEANING before anything is removed: kill it right then.

@@ -3,8 +3,9 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { startTestBuilder, type TestBuilder } from "../harness/builder.js";
-import { fetchText, makeTarball, putInCache, waitForState } from "../harness/fixtures.js";
+import { makeTarball, putInCache } from "../harness/fixtures.js";
 import { startLibrarian, type Librarian } from "../harness/librarian.js";
+import { cleanBuilder, fetchBuildLog, runScriptBuild } from "../harness/scenario.js";
 import {
   MASK,
   MAX_HOLD_BACK,
@@ -210,15 +211,11 @@ describe("through the real server, a password with ':' never shows", () => {
     const tree = await putInCache(b.client, lib, makeTarball({ README: "tree\n" }));
     const url = "http://user:pa:ss-q7@git.example/r.git";
     const args = { steps: [{ name: "clone", run: `echo "cloning ${url}"` }] };
-    assert.deepEqual(await b.client.call("build", "SCRUB-1", "script", tree, {}, args), [
-      "BuilderStatus.BUILDING",
-      "SCRUB-1",
-    ]);
-    await waitForState(b.client, "WAITING");
-    const log = await fetchText(`${b.url}/filecache/buildlog`);
+    await runScriptBuild(b.client, "SCRUB-1", tree, args);
+    const log = await fetchBuildLog(b.url);
     assert.ok(log.includes("cloning http://git.example/r.git\n"), log);
     assert.deepEqual(leaks(log), []);
     assert.deepEqual(leaks(b.logText()), []);
-    assert.equal(await b.client.call("clean"), "BuilderStatus.IDLE");
+    await cleanBuilder(b.client);
   });
 });

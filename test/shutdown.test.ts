@@ -9,7 +9,6 @@ import { makeBuilderDirs, startBuilderProcess } from "../harness/builder.js";
 import {
   cacheListing,
   eventually,
-  fetchText,
   httpGet,
   makeTarball,
   pidsWithMarker,
@@ -18,6 +17,7 @@ import {
   status,
 } from "../harness/fixtures.js";
 import { startLibrarian, type Librarian } from "../harness/librarian.js";
+import { cleanBuilder, fetchBuildLog, startScriptBuild } from "../harness/scenario.js";
 
 describe("shutdown (SIGTERM)", () => {
   let lib: Librarian;
@@ -31,14 +31,9 @@ describe("shutdown (SIGTERM)", () => {
     const dirs = makeBuilderDirs({ build: { shutdown_grace: 1, kill_grace: 0.5 } });
     let p = await startBuilderProcess(dirs);
     const tree = await putInCache(p.client, lib, tarball, "shutdown-long");
-    await p.client.call(
-      "build",
-      "SHUT-1",
-      "script",
-      tree,
-      {},
-      { steps: [{ name: "long", run: "echo working; setsid sleep 4280.1 & sleep 4280.1" }] },
-    );
+    await startScriptBuild(p.client, "SHUT-1", tree, {
+      steps: [{ name: "long", run: "echo working; setsid sleep 4280.1 & sleep 4280.1" }],
+    });
     await eventually("the build runs", () => pidsWithMarker("sleep 4280.1").length >= 2);
     p.child.kill("SIGTERM");
     // During the grace the builder still answers, and still builds.
@@ -53,14 +48,14 @@ describe("shutdown (SIGTERM)", () => {
       const s = await status(p.client);
       assert.equal(s["builder_status"], "BuilderStatus.WAITING");
       assert.equal(s["build_status"], "BuildStatus.BUILDERFAIL");
-      const log = await fetchText(`${p.url}/filecache/buildlog`);
+      const log = await fetchBuildLog(p.url);
       assert.match(log, /working/);
       assert.match(
         log,
         /the builder is shutting down and the build did not finish within its grace of 1 s \(\[build\] shutdown_grace\)/,
       );
       assert.doesNotMatch(log, /the builder restarted while this build was running/);
-      assert.equal(await p.client.call("clean"), "BuilderStatus.IDLE");
+      await cleanBuilder(p.client);
     } finally {
       await p.kill("SIGTERM");
       fs.rmSync(dirs.dir, { recursive: true, force: true });
@@ -71,17 +66,10 @@ describe("shutdown (SIGTERM)", () => {
     const dirs = makeBuilderDirs({ build: { shutdown_grace: 30 } });
     let p = await startBuilderProcess(dirs);
     const tree = await putInCache(p.client, lib, tarball, "shutdown-short");
-    await p.client.call(
-      "build",
-      "SHUT-2",
-      "script",
-      tree,
-      {},
-      {
-        steps: [{ name: "short", run: "sleep 1.5; echo done > out.txt" }],
-        artifacts: ["out.txt"],
-      },
-    );
+    await startScriptBuild(p.client, "SHUT-2", tree, {
+      steps: [{ name: "short", run: "sleep 1.5; echo done > out.txt" }],
+      artifacts: ["out.txt"],
+    });
     p.child.kill("SIGTERM");
     assert.equal(await p.kill("SIGTERM"), 0, p.logText());
 
@@ -92,7 +80,7 @@ describe("shutdown (SIGTERM)", () => {
       const sum = (s["filemap"] as Record<string, string>)["out.txt"]!;
       const res = await httpGet(`${p.url}/filecache/${sum}`);
       assert.equal(res.body.toString(), "done\n");
-      assert.equal(await p.client.call("clean"), "BuilderStatus.IDLE");
+      await cleanBuilder(p.client);
     } finally {
       await p.kill("SIGTERM");
       fs.rmSync(dirs.dir, { recursive: true, force: true });
