@@ -7,11 +7,17 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import Database from "better-sqlite3";
 import { after, before, describe, test } from "node:test";
-import { startTestBuilder, type TestBuilder } from "../harness/builder.js";
+import type { TestBuilder } from "../harness/builder.js";
 import { RpcFault } from "../harness/client.js";
-import { makeTarball, putInCache, status } from "../harness/fixtures.js";
-import { startLibrarian, type Librarian } from "../harness/librarian.js";
-import { cleanBuilder, fetchBuildLog, runScriptBuild } from "../harness/scenario.js";
+import { putInCache, status } from "../harness/fixtures.js";
+import type { Librarian } from "../harness/librarian.js";
+import {
+  cleanBuilder,
+  fetchBuildLog,
+  runScriptBuild,
+  startScenario,
+  type Scenario,
+} from "../harness/scenario.js";
 import {
   argumentsOf,
   checkArgumentNames,
@@ -95,19 +101,16 @@ describe("declared arguments", () => {
 });
 
 describe("build() refuses an unknown argument before anything changes", () => {
+  let scenario: Scenario;
   let b: TestBuilder;
   let lib: Librarian;
   let tree: string;
 
   before(async () => {
-    b = await startTestBuilder();
-    lib = await startLibrarian();
-    tree = await putInCache(b.client, lib, makeTarball({ "out/report.txt": "report\n" }));
+    scenario = await startScenario({ "out/report.txt": "report\n" });
+    ({ builder: b, librarian: lib, tree } = scenario);
   });
-  after(async () => {
-    await b.stop();
-    await lib.close();
-  });
+  after(() => scenario.stop());
 
   const buildRows = (): number => {
     const db = new Database(path.join(b.statedir, "buildd.sqlite"), { readonly: true });
