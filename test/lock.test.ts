@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import {
   makeBuilderDirs,
   startBuilderExpectingExit,
@@ -18,8 +18,8 @@ import {
   status,
   waitForState,
 } from "../harness/fixtures.js";
-import { startLibrarian, type Librarian } from "../harness/librarian.js";
 import { fetchBuildLog, startScriptBuild } from "../harness/scenario.js";
+import { suiteLibrarian } from "../harness/suite.js";
 
 /** The same directories, another port: the second builder is a different config file. */
 function secondConfig(dirs: BuilderDirs): string {
@@ -32,17 +32,13 @@ function secondConfig(dirs: BuilderDirs): string {
 }
 
 describe("one builder per state directory", () => {
-  let lib: Librarian;
-  before(async () => {
-    lib = await startLibrarian();
-  });
-  after(() => lib.close());
+  const lib = suiteLibrarian();
 
   test("a second start refuses at once, naming the directory and the PID, and changes nothing", async () => {
     const dirs = makeBuilderDirs();
     const first = await startBuilderProcess(dirs);
     try {
-      const tree = await putInCache(first.client, lib, makeTarball({ "a.txt": "a\n" }), "lock");
+      const tree = await putInCache(first.client, lib(), makeTarball({ "a.txt": "a\n" }), "lock");
       await startScriptBuild(first.client, "LOCK-1", tree, {
         steps: [{ name: "long", run: "echo started; sleep 4260.3; echo finished > out.txt" }],
         artifacts: ["out.txt"],

@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import path from "node:path";
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import Database from "better-sqlite3";
 import { startTestBuilder, type TestBuilder } from "../harness/builder.js";
 import {
@@ -18,13 +18,13 @@ import {
   status,
   waitForState,
 } from "../harness/fixtures.js";
-import { startLibrarian, type Librarian } from "../harness/librarian.js";
 import {
   cleanBuilder,
   fetchBuildLog,
   runScriptBuild,
   startScriptBuild,
 } from "../harness/scenario.js";
+import { suiteLibrarian } from "../harness/suite.js";
 import type { BackendFactory } from "../src/builder/builder.js";
 import { HostBackend } from "../src/backends/host.js";
 import type { RunOptions } from "../src/backends/backend.js";
@@ -79,12 +79,8 @@ function gatedHost(gates: Gates): BackendFactory {
 }
 
 describe("the builder's phases", () => {
-  let lib: Librarian;
+  const lib = suiteLibrarian();
   const tarball = makeTarball({ "in.txt": "input\n" });
-  before(async () => {
-    lib = await startLibrarian();
-  });
-  after(() => lib.close());
 
   async function builderWith(gates: Gates, sections = {}): Promise<TestBuilder> {
     return startTestBuilder(
@@ -98,7 +94,7 @@ describe("the builder's phases", () => {
     const gates: Gates = { beforeRemove: new Gate() };
     const b = await builderWith(gates);
     try {
-      const tree = await putInCache(b.client, lib, tarball, "phases-clean");
+      const tree = await putInCache(b.client, lib(), tarball, "phases-clean");
       await runScriptBuild(b.client, "CLEAN-1", tree, {
         steps: [{ name: "s", run: "echo result > r.txt" }],
         artifacts: ["r.txt"],
@@ -150,8 +146,8 @@ describe("the builder's phases", () => {
     // Budget for the tarball, one 30 KiB filler and the 30 KiB result, not for 50 KiB more.
     const b = await builderWith(gates, { cache: { max_size: "72K", min_free: "0" } });
     try {
-      const tree = await putInCache(b.client, lib, tarball, "phases-hold");
-      await putInCache(b.client, lib, randomBytes(30 * 1024), "filler");
+      const tree = await putInCache(b.client, lib(), tarball, "phases-hold");
+      await putInCache(b.client, lib(), randomBytes(30 * 1024), "filler");
       await startScriptBuild(b.client, "HOLD-1", tree, {
         steps: [{ name: "s", run: "head -c 30720 /dev/urandom > result.bin" }],
         artifacts: ["result.bin"],
@@ -162,7 +158,7 @@ describe("the builder's phases", () => {
       const [present, info] = (await b.client.call(
         "ensurepresent",
         sha1(big),
-        lib.add("/big", big),
+        lib().add("/big", big),
         "",
         "",
       )) as [boolean, string];
@@ -187,7 +183,7 @@ describe("the builder's phases", () => {
   test("storing results fails (cache full): BUILDERFAIL, and nothing of them is left", async () => {
     const b = await builderWith({}, { cache: { max_size: "8K", min_free: "0" } });
     try {
-      const tree = await putInCache(b.client, lib, tarball, "phases-full");
+      const tree = await putInCache(b.client, lib(), tarball, "phases-full");
       const s = await runScriptBuild(b.client, "FULL-1", tree, {
         steps: [{ name: "s", run: "echo small > a.txt; head -c 65536 /dev/urandom > b.bin" }],
         artifacts: ["a.txt", "b.bin"],
@@ -210,7 +206,7 @@ describe("the builder's phases", () => {
     const gates: Gates = { unkillable };
     const b = await builderWith(gates);
     try {
-      const tree = await putInCache(b.client, lib, tarball, "phases-stuck");
+      const tree = await putInCache(b.client, lib(), tarball, "phases-stuck");
       await startScriptBuild(b.client, "STUCK-1", tree, {
         steps: [{ name: "stuck", run: "sleep 4270.9" }],
       });

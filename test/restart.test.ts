@@ -5,7 +5,7 @@ import { execFile } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { promisify } from "node:util";
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import Database from "better-sqlite3";
 import { makeBuilderDirs, startBuilderProcess, type BuilderDirs } from "../harness/builder.js";
 import {
@@ -19,26 +19,22 @@ import {
   sha1,
   status,
 } from "../harness/fixtures.js";
-import { startLibrarian, type Librarian } from "../harness/librarian.js";
 import {
   cleanBuilder,
   fetchBuildLog,
   runScriptBuild,
   startScriptBuild,
 } from "../harness/scenario.js";
+import { suiteLibrarian } from "../harness/suite.js";
 
 describe("restarts (SIGKILL)", () => {
-  let lib: Librarian;
+  const lib = suiteLibrarian();
   const tarball = makeTarball({ "data.txt": "payload\n" });
-  before(async () => {
-    lib = await startLibrarian();
-  });
-  after(() => lib.close());
 
   test("killed while BUILDING: back as WAITING/BUILDERFAIL, log kept, no process left", async () => {
     const dirs: BuilderDirs = makeBuilderDirs();
     let p = await startBuilderProcess(dirs);
-    const tree = await putInCache(p.client, lib, tarball, "restart-building");
+    const tree = await putInCache(p.client, lib(), tarball, "restart-building");
     await startScriptBuild(p.client, "RESTART-1", tree, {
       steps: [{ name: "long", run: "echo before-the-crash; setsid sleep 4250.1 & sleep 4250.1" }],
     });
@@ -85,7 +81,7 @@ describe("restarts (SIGKILL)", () => {
   test("killed while WAITING: back as WAITING with the same filemap, files still served", async () => {
     const dirs = makeBuilderDirs();
     let p = await startBuilderProcess(dirs);
-    const tree = await putInCache(p.client, lib, tarball, "restart-waiting");
+    const tree = await putInCache(p.client, lib(), tarball, "restart-waiting");
     const before = await runScriptBuild(p.client, "RESTART-2", tree, {
       steps: [{ name: "copy", run: "cp data.txt result.txt" }],
       artifacts: ["result.txt"],
@@ -107,7 +103,7 @@ describe("restarts (SIGKILL)", () => {
   test("killed in the middle of clean(): back IDLE with the clean finished, never WAITING without its files", async () => {
     const dirs = makeBuilderDirs();
     let p = await startBuilderProcess(dirs);
-    const tree = await putInCache(p.client, lib, tarball, "restart-cleaning");
+    const tree = await putInCache(p.client, lib(), tarball, "restart-cleaning");
     const waiting = await runScriptBuild(p.client, "RESTART-3", tree, {
       // Many files, so that removing the workspace takes a moment to kill it in.
       steps: [{ name: "many", run: "mkdir d; cd d; seq 1 20000 | xargs touch; echo r > ../r.txt" }],
@@ -150,7 +146,7 @@ describe("restarts (SIGKILL)", () => {
     let p = await startBuilderProcess(dirs);
     const body = Buffer.alloc(4 * 1024 * 1024, 7);
     const sum = sha1(body);
-    const slow = lib.add("/slow-big", body, {
+    const slow = lib().add("/slow-big", body, {
       kind: "slow",
       bytesPerChunk: 64 * 1024,
       intervalMs: 50,
@@ -169,7 +165,7 @@ describe("restarts (SIGKILL)", () => {
         false,
         "No URL",
       ]);
-      const fast = lib.add("/fast-big", body);
+      const fast = lib().add("/fast-big", body);
       assert.deepEqual(await p.client.call("ensurepresent", sum, fast, "", ""), [true, "Download"]);
     } finally {
       await p.kill("SIGTERM");
@@ -179,10 +175,10 @@ describe("restarts (SIGKILL)", () => {
   test("at start-up the cache directory and its table are reconciled", async () => {
     const dirs = makeBuilderDirs();
     let p = await startBuilderProcess(dirs);
-    const kept = await putInCache(p.client, lib, Buffer.from("kept"), "reconcile-kept");
+    const kept = await putInCache(p.client, lib(), Buffer.from("kept"), "reconcile-kept");
     const lost = await putInCache(
       p.client,
-      lib,
+      lib(),
       Buffer.from("row without a file"),
       "reconcile-lost",
     );

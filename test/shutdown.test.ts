@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import { randomBytes } from "node:crypto";
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import { makeBuilderDirs, startBuilderProcess } from "../harness/builder.js";
 import {
   cacheListing,
@@ -16,21 +16,17 @@ import {
   sha1,
   status,
 } from "../harness/fixtures.js";
-import { startLibrarian, type Librarian } from "../harness/librarian.js";
 import { cleanBuilder, fetchBuildLog, startScriptBuild } from "../harness/scenario.js";
+import { suiteLibrarian } from "../harness/suite.js";
 
 describe("shutdown (SIGTERM)", () => {
-  let lib: Librarian;
+  const lib = suiteLibrarian();
   const tarball = makeTarball({ "in.txt": "input\n" });
-  before(async () => {
-    lib = await startLibrarian();
-  });
-  after(() => lib.close());
 
   test("a build that outlasts [build] shutdown_grace is stopped as BUILDERFAIL, saying why", async () => {
     const dirs = makeBuilderDirs({ build: { shutdown_grace: 1, kill_grace: 0.5 } });
     let p = await startBuilderProcess(dirs);
-    const tree = await putInCache(p.client, lib, tarball, "shutdown-long");
+    const tree = await putInCache(p.client, lib(), tarball, "shutdown-long");
     await startScriptBuild(p.client, "SHUT-1", tree, {
       steps: [{ name: "long", run: "echo working; setsid sleep 4280.1 & sleep 4280.1" }],
     });
@@ -65,7 +61,7 @@ describe("shutdown (SIGTERM)", () => {
   test("a build that ends within the grace finishes normally and is served after the restart", async () => {
     const dirs = makeBuilderDirs({ build: { shutdown_grace: 30 } });
     let p = await startBuilderProcess(dirs);
-    const tree = await putInCache(p.client, lib, tarball, "shutdown-short");
+    const tree = await putInCache(p.client, lib(), tarball, "shutdown-short");
     await startScriptBuild(p.client, "SHUT-2", tree, {
       steps: [{ name: "short", run: "sleep 1.5; echo done > out.txt" }],
       artifacts: ["out.txt"],
@@ -91,7 +87,7 @@ describe("shutdown (SIGTERM)", () => {
     const dirs = makeBuilderDirs({ build: { shutdown_grace: 0.5 } });
     let p = await startBuilderProcess(dirs);
     const body = randomBytes(256 * 1024);
-    const url = lib.add("/slow-at-shutdown", body, {
+    const url = lib().add("/slow-at-shutdown", body, {
       kind: "slow",
       bytesPerChunk: 1024,
       intervalMs: 50,
@@ -106,7 +102,7 @@ describe("shutdown (SIGTERM)", () => {
     await new Promise((r) => setTimeout(r, 100));
     const other = randomBytes(100);
     assert.deepEqual(
-      await p.client.call("ensurepresent", sha1(other), lib.add("/other", other), "", ""),
+      await p.client.call("ensurepresent", sha1(other), lib().add("/other", other), "", ""),
       [false, "Error accessing Librarian: the builder is shutting down; not downloading"],
     );
     const [present, info] = (await call) as [boolean, string];
@@ -118,7 +114,7 @@ describe("shutdown (SIGTERM)", () => {
 
     p = await startBuilderProcess(dirs);
     try {
-      assert.deepEqual(await putInCache(p.client, lib, body, "after-shutdown"), sha1(body));
+      assert.deepEqual(await putInCache(p.client, lib(), body, "after-shutdown"), sha1(body));
     } finally {
       await p.kill("SIGTERM");
       fs.rmSync(dirs.dir, { recursive: true, force: true });
