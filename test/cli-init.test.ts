@@ -15,13 +15,24 @@ import { buildd } from "./cli-run.js";
 const newDir = (): string =>
   path.join(fs.mkdtempSync(path.join(os.tmpdir(), "buildd-cli-init-")), "worker");
 
+/** The file init put the password in: the secrets file where the configuration reads one. */
+function passwordFile(dir: string): string {
+  const secrets = path.join(dir, "secrets.conf");
+  return fs.existsSync(secrets) ? secrets : path.join(dir, "buildd.conf");
+}
+
+function passwordIn(dir: string): string {
+  const m = /^password = (\S+)$/m.exec(fs.readFileSync(passwordFile(dir), "utf8"));
+  assert.ok(m, `a password in ${passwordFile(dir)}`);
+  return m[1]!;
+}
+
 describe("buildd init", () => {
   test("writes every section and key, commented, with the password in a 0600 file", async () => {
     const dir = newDir();
     const r = await buildd(["init", dir]);
     assert.equal(r.code, 0, r.stderr);
     const file = path.join(dir, "buildd.conf");
-    assert.equal(fs.statSync(file).mode & 0o777, 0o600);
     const text = fs.readFileSync(file, "utf8");
     for (const spec of CONFIG_KEYS) {
       if (spec.type.kind === "ignored") continue;
@@ -31,17 +42,16 @@ describe("buildd init", () => {
     assert.match(text, /^\[capabilities\]$/m);
     assert.match(text, /^statedir = var$/m);
     assert.match(text, /^bindhost = 127\.0\.0\.1$/m);
-    const password = /^password = (\S{32})$/m.exec(text)?.[1];
-    assert.ok(password, "a generated password");
+    const holder = passwordFile(dir);
+    assert.equal(fs.statSync(holder).mode & 0o777, 0o600, `${holder} is private`);
+    const password = passwordIn(dir);
+    assert.match(password, /^\S{32}$/, "a generated password");
     assert.doesNotMatch(r.stdout, new RegExp(password), "the password is not printed");
     assert.match(r.stdout, new RegExp(`buildd serve --config ${file.replace(/[/.]/g, "\\$&")}`));
     // Two runs, two passwords.
     const other = newDir();
     await buildd(["init", other]);
-    assert.notEqual(
-      /^password = (\S+)$/m.exec(fs.readFileSync(path.join(other, "buildd.conf"), "utf8"))?.[1],
-      password,
-    );
+    assert.notEqual(passwordIn(other), password);
   });
 
   test("refuses to overwrite an existing buildd.conf, leaving it as it was", async () => {
@@ -66,7 +76,7 @@ describe("buildd init", () => {
     const dir = newDir();
     assert.equal((await buildd(["init", dir, "--port", "0"])).code, 0);
     const configFile = path.join(dir, "buildd.conf");
-    const password = /^password = (\S+)$/m.exec(fs.readFileSync(configFile, "utf8"))![1]!;
+    const password = passwordIn(dir);
     const child = spawn(
       process.execPath,
       ["--import", "tsx", "src/cli.ts", "serve", "--config", configFile],

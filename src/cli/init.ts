@@ -1,16 +1,17 @@
 // `buildd init DIR`: a ready-to-run builder directory, like Buildbot's create-worker. It
 // writes DIR/buildd.conf listing every key of every section with its documentation and
-// default (commented out), the directories inside DIR, and a generated [auth] password.
+// default (commented out), the directories inside DIR, and a generated [auth] password
+// in a secrets file, DIR/secrets.conf (mode 0600), that buildd.conf names.
 //
-// The configuration has no separate secrets file yet, so the password lives in
-// buildd.conf and the whole file is created with mode 0600 (readable by its owner only).
-// Nothing existing is overwritten: the file is opened with O_EXCL.
+// Nothing existing is overwritten: both files are checked first and created with O_EXCL,
+// so a refusal changes nothing.
 
 import { randomBytes } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { loadConfig } from "../config/config.js";
 import { CONFIG_KEYS, type KeySpec } from "../config/keys.js";
+import { isBuilddError } from "../errors.js";
 import { CliError, usageError, wholeNumber } from "./errors.js";
 
 export interface InitOptions {
@@ -21,6 +22,13 @@ export interface InitOptions {
 }
 
 export const CONFIG_NAME = "buildd.conf";
+export const SECRETS_NAME = "secrets.conf";
+
+/**
+ * Whether the configuration reads a secrets file ([builder] secrets). Until it does, the
+ * password goes in buildd.conf itself, which is then created with mode 0600 too.
+ */
+const SECRETS_FILE_KNOWN = CONFIG_KEYS.some((k) => k.section === "builder" && k.key === "secrets");
 
 /** Comment lines of at most ~88 columns. */
 function comment(text: string, width = 86): string[] {
@@ -44,8 +52,12 @@ export function configText(set: ReadonlyMap<string, string>): string {
     "# buildd configuration, written by `buildd init`. Every key of every section is listed",
     "# with its default; a commented key has that default. Relative paths resolve against",
     "# this file's folder. See docs/configuration.md for the types and ranges.",
-    "#",
-    "# This file holds [auth] password: keep it readable by the builder's user only (0600).",
+    ...(SECRETS_FILE_KNOWN
+      ? ["# Secret values ([auth] password) are in the secrets file named by [builder] secrets."]
+      : [
+          "#",
+          "# This file holds [auth] password: keep it readable by the builder's user only (0600).",
+        ]),
   ];
   let section: string | null = null;
   const keys = CONFIG_KEYS.filter((k: KeySpec) => k.type.kind !== "ignored");
@@ -74,6 +86,40 @@ export function configText(set: ReadonlyMap<string, string>): string {
   return out.join("\n");
 }
 
+/** Create a file that must not exist yet, with `mode` whatever the umask, and sync it. */
+function writeNew(file: string, text: string, mode: number): void {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, "wx", mode);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "EEXIST") throw exists(file);
+    throw new CliError(`cannot create ${file} (${code ?? String(err)})`);
+  }
+  try {
+    fs.fchmodSync(fd, mode);
+    fs.writeSync(fd, text);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+const exists = (file: string): CliError =>
+  new CliError(
+    `${file} already exists; buildd init does not overwrite it (edit it, or choose another directory)`,
+  );
+
+const SECRETS_TEXT = (password: string): string =>
+  [
+    "# buildd secrets, written by `buildd init`; named by [builder] secrets in buildd.conf.",
+    "# Only secret keys go here. Keep it owned by the builder's user, mode 0600.",
+    "",
+    "[auth]",
+    `password = ${password}`,
+    "",
+  ].join("\n");
+
 export function init(dir: string, opts: InitOptions, out: NodeJS.WritableStream): void {
   const port = wholeNumber("--port", opts.port, 0, 65535);
   if (!/^[A-Za-z0-9.:_-]+$/.test(opts.bindhost)) {
@@ -83,45 +129,52 @@ export function init(dir: string, opts: InitOptions, out: NodeJS.WritableStream)
   }
   const root = path.resolve(dir);
   const file = path.join(root, CONFIG_NAME);
+  const secretsFile = path.join(root, SECRETS_NAME);
   // Base64url: no ";" or "#", so the value needs no quoting in the INI file.
   const password = opts.auth ? randomBytes(24).toString("base64url") : "";
+  const separate = SECRETS_FILE_KNOWN && password !== "";
   const set = new Map<string, string>([
     ["builder.filecache", "var/filecache"],
     ["builder.statedir", "var"],
     ["builder.bindhost", opts.bindhost],
     ["builder.bindport", String(port)],
     ["auth.username", "buildd"],
-    ["auth.password", password],
     ["log.level", "info"],
   ]);
+  if (separate) set.set("builder.secrets", SECRETS_NAME);
+  else set.set("auth.password", password);
+  for (const f of separate ? [file, secretsFile] : [file]) if (fs.existsSync(f)) throw exists(f);
   fs.mkdirSync(root, { recursive: true, mode: 0o750 });
-  let fd: number;
+  const written: string[] = [];
   try {
-    fd = fs.openSync(file, "wx", 0o600);
+    if (separate) {
+      writeNew(secretsFile, SECRETS_TEXT(password), 0o600);
+      written.push(secretsFile);
+    }
+    writeNew(file, configText(set), separate || password === "" ? 0o644 : 0o600);
+    written.push(file);
+    // What init writes must load: check it the way `buildd serve` will.
+    loadConfig({ file });
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === "EEXIST") {
-      throw new CliError(
-        `${file} already exists; buildd init does not overwrite it (edit it, or choose another directory)`,
+    for (const f of written) fs.rmSync(f, { force: true });
+    if (isBuilddError(err, "BUILDD_ERR_CONFIG")) {
+      // E.g. a --bindhost reachable from the network, which needs [tls] as well.
+      throw usageError(
+        `the configuration init would write is refused, so none was written: ${err.message}`,
       );
     }
-    throw new CliError(`cannot create ${file} (${code ?? String(err)})`);
+    throw err;
   }
-  try {
-    fs.fchmodSync(fd, 0o600); // whatever the umask
-    fs.writeSync(fd, configText(set));
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-  // What init writes must load: check it the way `buildd serve` will.
-  loadConfig({ file });
+  const where = separate ? secretsFile : file;
   const host = opts.bindhost.includes(":") ? `[${opts.bindhost}]` : opts.bindhost;
   out.write(
-    `wrote ${file} (mode 0600${opts.auth ? ": it holds the generated [auth] password" : ""})\n` +
+    `wrote ${file}\n` +
+      (password !== ""
+        ? `wrote the generated [auth] password to ${where} (mode 0600)\n`
+        : "no password (--no-auth): anyone who reaches the port may drive the builder\n") +
       `start the builder:  buildd serve --config ${file}\n` +
-      (opts.auth
-        ? `a manager's URL for it: http://buildd:PASSWORD@${host}:${port}/ (PASSWORD: [auth] password in ${file})\n`
-        : `a manager's URL for it: http://${host}:${port}/ (no authentication: --no-auth)\n`),
+      (password !== ""
+        ? `a manager's URL for it: http://buildd:PASSWORD@${host}:${port}/ (PASSWORD: [auth] password in ${where})\n`
+        : `a manager's URL for it: http://${host}:${port}/\n`),
   );
 }
