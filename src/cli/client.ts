@@ -4,6 +4,7 @@
 // say what to check (is it running, are the credentials right), never a stack trace.
 
 import http from "node:http";
+import https from "node:https";
 import {
   decodeMethodResponse,
   encodeMethodCall,
@@ -30,7 +31,13 @@ export interface Response {
   readonly body: http.IncomingMessage;
 }
 
-const agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
+const agents = {
+  "http:": new http.Agent({ keepAlive: true, maxSockets: 8 }),
+  "https:": new https.Agent({ keepAlive: true, maxSockets: 8 }),
+};
+
+/** Certificate errors: the builder's certificate is not one this machine trusts. */
+const CERT_ERRORS = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER/;
 
 export class BuilderClient {
   constructor(readonly target: Target) {}
@@ -44,12 +51,13 @@ export class BuilderClient {
   ): Promise<Response> {
     const url = new URL(this.target.base + path);
     const auth = this.target.authorization;
+    const tls = url.protocol === "https:";
     return new Promise((resolve, reject) => {
-      const req = http.request(
+      const req = (tls ? https : http).request(
         url,
         {
           method,
-          agent,
+          agent: tls ? agents["https:"] : agents["http:"],
           headers: { ...headers, ...(auth === null ? {} : { authorization: auth }) },
         },
         (res) => {
@@ -67,6 +75,15 @@ export class BuilderClient {
         },
       );
       req.on("error", (err: NodeJS.ErrnoException) => {
+        if (tls && CERT_ERRORS.test(err.code ?? "")) {
+          reject(
+            new CliError(
+              `the builder at ${this.target.base} presented a certificate this machine does not trust (${err.code}): ` +
+                "for a self-signed [tls] cert, run with NODE_EXTRA_CA_CERTS=/path/to/cert.pem",
+            ),
+          );
+          return;
+        }
         reject(
           new CliError(
             `cannot reach the builder at ${this.target.base} (${err.code ?? err.message}): ` +

@@ -7,7 +7,7 @@ import { usageError } from "./errors.js";
 import { loadCliConfig } from "./config.js";
 
 export interface Target {
-  /** The builder's base URL without credentials or trailing slash, e.g. http://127.0.0.1:8221. */
+  /** The builder's base URL without credentials or trailing slash, e.g. http://127.0.0.1:8221 (or https://). */
   readonly base: string;
   /** The Authorization header value, or null when no credentials are known. */
   readonly authorization: string | null;
@@ -48,10 +48,8 @@ export function resolveTarget(opts: TargetOptions): Target {
       `--url ${JSON.stringify(given)} is not a URL; give the builder's address, e.g. http://127.0.0.1:8221`,
     );
   }
-  if (url.protocol !== "http:") {
-    throw usageError(
-      `--url must be an http:// URL (the builder serves plain HTTP), not ${url.protocol}//…`,
-    );
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    throw usageError(`--url must be an http:// or https:// URL, not ${url.protocol}//…`);
   }
   let authorization: string | null = null;
   if (url.username !== "" || url.password !== "") {
@@ -61,5 +59,5 @@ export function resolveTarget(opts: TargetOptions): Target {
   }
   // The manager's URL may end in /rpc or /; the commands add their own paths.
   const path = url.pathname.replace(/\/+$/, "").replace(/\/rpc$/, "");
-  return { base: `http://${url.host}${path}`, authorization };
+  return { base: `${url.protocol}//${url.host}${path}`, authorization };
 }
