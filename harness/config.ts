@@ -9,11 +9,36 @@ import { loadConfig } from "../src/config/config.js";
 import { BuilddError } from "../src/errors.js";
 import { ensureDirectories } from "../src/host-setup.js";
 
-/** A buildd.conf with this text, in a fresh temporary folder; returns its path. */
-export function writeConfigFile(text: string): string {
-  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "buildd-config-")), "buildd.conf");
-  fs.writeFileSync(file, text);
+/**
+ * A buildd.conf with this text, in a fresh temporary folder; returns its path. With
+ * `secrets`, also a secrets file beside it (mode 0600) that the config names.
+ */
+export function writeConfigFile(text: string, secrets?: string): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "buildd-config-"));
+  const file = path.join(dir, "buildd.conf");
+  if (secrets === undefined) {
+    fs.writeFileSync(file, text);
+  } else {
+    fs.writeFileSync(path.join(dir, "secrets.conf"), secrets, { mode: 0o600 });
+    fs.writeFileSync(file, `[builder]\nsecrets = secrets.conf\n${text}`);
+  }
   return file;
+}
+
+/**
+ * Load a buildd.conf naming a secrets file with `secrets` and return the configuration
+ * error it raises, the secrets file's path written as "SECRETS".
+ */
+export function secretsErrorOf(secrets: string, text = ""): string {
+  const file = writeConfigFile(text, secrets);
+  const secretsFile = path.join(path.dirname(file), "secrets.conf");
+  try {
+    loadConfig({ file });
+  } catch (err) {
+    assert.ok(err instanceof BuilddError && err.code === "BUILDD_ERR_CONFIG", String(err));
+    return err.message.replaceAll(secretsFile, "SECRETS").replaceAll(file, "FILE");
+  }
+  assert.fail("expected a configuration error");
 }
 
 /**

@@ -136,6 +136,9 @@ function answersEcho(url: string, token: string): Promise<boolean> {
         res.on("data", (c: Buffer) => chunks.push(c));
         res.on("error", () => resolve(false));
         res.on("end", () => {
+          // With [auth] password set, our builder answers 401 with its own realm: up.
+          const challenge = res.headers["www-authenticate"] ?? "";
+          if (res.statusCode === 401) return resolve(challenge.includes('realm="buildd"'));
           if (res.statusCode !== 200) return resolve(false);
           try {
             const d = decodeMethodResponse(Buffer.concat(chunks));

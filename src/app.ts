@@ -17,6 +17,7 @@ import { ChrootBackend } from "./backends/chroot.js";
 import { VERSION } from "./version.js";
 import { openDatabase } from "./state/db.js";
 import { lockDirectory, type DirectoryLock } from "./state/lock.js";
+import { isLoopback } from "./config/network.js";
 import { FileCache } from "./filecache/store.js";
 import { EnsurePresent } from "./filecache/ensurepresent.js";
 import { filecacheHandler } from "./filecache/http.js";
@@ -184,6 +185,17 @@ async function serveOn(
   const url = `http://${host}:${port}`;
   capabilities.start();
   log.info({ url, config: config.file, version: VERSION }, "builder listening");
+  if (config.auth.trustedNetwork && !isLoopback(config.builder.bindhost)) {
+    // Said at every start, so that an open builder is never forgotten.
+    log.warn(
+      {
+        bindhost: config.builder.bindhost,
+        password: config.auth.password !== "",
+        tls: config.tls !== null,
+      },
+      "[auth] trusted_network = yes: this builder is reachable from the network and relies on the network being trusted",
+    );
+  }
 
   const grace = new Grace();
   let closing: Promise<void> | null = null;

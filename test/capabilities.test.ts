@@ -790,7 +790,10 @@ describe("capabilities through the real server (script builds)", () => {
 describe("the configured capabilities() example in docs/protocol.md", () => {
   const doc = fs.readFileSync("docs/protocol.md", "utf8");
   const section = doc.slice(doc.indexOf("## capabilities()"));
-  const ini = /```ini\n([\s\S]*?)```/.exec(section)?.[1] ?? "";
+  // The configuration, then the secrets file's [capabilities] lines that complete it.
+  const [ini = "", secretsIni = ""] = [...section.matchAll(/```ini\n([\s\S]*?)```/g)].map(
+    (m) => m[1]!,
+  );
   // Only the configured transcripts: the plain ones run in test/docs.test.ts.
   const transcripts = extractTranscripts(
     "docs/protocol.md",
@@ -808,6 +811,14 @@ describe("the configured capabilities() example in docs/protocol.md", () => {
       if (header) raw[header[1]!] = current = [];
       else if (current) current.push(line);
       else assert.equal(line.trim(), "", "the example has only line sections");
+    }
+    // The harness writes secret properties to the secrets file again, as buildd requires.
+    for (const line of secretsIni.split("\n").filter((l) => /^[a-z]/.test(l))) {
+      const words = line.split(" ");
+      const head = words.filter((w) => !w.includes("=")).join(" ");
+      const i = raw["capabilities"]!.findIndex((l) => l === head || l.startsWith(`${head} `));
+      assert.ok(i >= 0, `the secrets line "${line}" completes a declared capability`);
+      raw["capabilities"]![i] += ` ${words.filter((w) => w.includes("=")).join(" ")}`;
     }
     b = await startTestBuilder({}, raw as RawSections);
   });

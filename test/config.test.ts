@@ -127,21 +127,28 @@ describe("configuration", () => {
 
   test("hosts: IP addresses and host names", () => {
     for (const host of ["::1", "0.0.0.0", "::", "localhost", "buildd-1.example.org"]) {
-      assert.equal(load(`[builder]\nbindhost = ${host}\n`).builder.bindhost, host);
+      const text = `[builder]\nbindhost = ${host}\n[auth]\ntrusted_network = yes\n`;
+      assert.equal(load(text).builder.bindhost, host);
     }
   });
 
   test("a double-quoted value keeps ; and # (they start comments otherwise)", () => {
-    const file = writeConfigFile('[auth]\npassword = "pa;ss#word"\nusername = ci ; the manager\n');
+    const file = writeConfigFile(
+      "[auth]\nusername = ci ; the manager\n",
+      '[auth]\npassword = "pa;ss#word"\n',
+    );
     const config = loadConfig({ file });
     assert.equal(config.auth.password, "pa;ss#word");
     assert.equal(config.auth.username, "ci");
   });
 
   test("quoting: JSON escapes, blanks kept, a comment after the quotes", () => {
-    const config = load(
-      '[auth]\npassword = "say \\"hi\\" \\\\ ok " # quoted\nusername = "ci"\n[cache]\nmax_size = 20G ; the budget\n[builder]\nstatedir = my var\n',
-    );
+    const config = loadConfig({
+      file: writeConfigFile(
+        '[auth]\nusername = "ci"\n[cache]\nmax_size = 20G ; the budget\n[builder]\nstatedir = my var\n',
+        '[auth]\npassword = "say \\"hi\\" \\\\ ok " # quoted\n',
+      ),
+    });
     assert.equal(config.auth.password, 'say "hi" \\ ok ');
     assert.equal(config.auth.username, "ci");
     assert.equal(config.cache.maxSize, 20 * 1024 ** 3);

@@ -7,6 +7,7 @@
 // build; a [capability_env] line for postgresql adds to it or overrides single variables.
 
 import { DEFAULT_PATH } from "../process/environment.js";
+import { isSecretProperty } from "../protocol/names.js";
 import { scrubText } from "../log/scrub.js";
 import type { CapabilityDecl, CapabilityEnvMap } from "../config/capabilities.js";
 
@@ -22,10 +23,6 @@ export const BUILTIN_ENV: CapabilityEnvMap = {
 
 const LIST_VARS = new Set(["PATH", "LD_LIBRARY_PATH"]);
 
-/** Property names that may hold a credential: never returned, never logged. */
-export function isSecretProperty(key: string): boolean {
-  return /pass|secret|token|key|credential/i.test(key);
-}
 
 /** The properties safe to show (capabilities(), status(), the build log). */
 export function publicProperties(decl: CapabilityDecl): Record<string, string> {

@@ -22,6 +22,15 @@ import {
   type CapabilityEnvMap,
 } from "./capabilities.js";
 import { CAPABILITY_NAME } from "../protocol/names.js";
+import { parseAllowList, type AllowEntry } from "../protocol/allow.js";
+import {
+  checkPrivateFile,
+  mergeCapabilitySecrets,
+  readSecretsFile,
+  refuseSecretsInConfig,
+  type SecretKeys,
+} from "./secrets.js";
+import { isLoopback } from "./network.js";
 
 export interface Config {
   /** Absolute path of the file read, or null when running on built-in defaults. */
@@ -51,6 +60,8 @@ export interface Config {
     readonly totalTimeoutMs: number;
     readonly maxBytes: number;
     readonly maxRedirects: number;
+    /** [download] allow, parsed; null: anywhere but the metadata addresses. */
+    readonly allow: readonly AllowEntry[] | null;
   };
   readonly rpc: { readonly maxBody: number; readonly maxDepth: number };
   readonly build: {
@@ -59,8 +70,19 @@ export interface Config {
     /** How long a running build may go on after SIGTERM/SIGINT before it is aborted. */
     readonly shutdownGraceMs: number;
     readonly logMaxBytes: number;
+    /** The unprivileged user build steps run as. */
+    readonly user: string;
   };
-  readonly auth: { readonly username: string; readonly password: string };
+  readonly auth: {
+    readonly username: string;
+    readonly password: string;
+    /** [auth] trusted_network: a non-loopback builder may go without a password or TLS. */
+    readonly trustedNetwork: boolean;
+  };
+  /** HTTPS on bindport, or null for plain HTTP. Paths are absolute. */
+  readonly tls: { readonly cert: string; readonly key: string } | null;
+  /** The secrets file read at start-up (absolute), or null. */
+  readonly secretsFile: string | null;
   readonly log: { readonly level: string };
 }
 
@@ -79,6 +101,13 @@ const LINE_SECTIONS: ReadonlySet<string> = new Set(["capabilities", "capability_
 function configError(where: string, message: string): BuilddError {
   return new BuilddError("BUILDD_ERR_CONFIG", `${where}: ${message}`);
 }
+
+const SECRET_KEYS: SecretKeys = {
+  isSecret: (section, key) =>
+    CONFIG_KEYS.some((k) => k.section === section && k.key === key && k.type.kind === "secret"),
+  hasSection: (section) => CONFIG_KEYS.some((k) => k.section === section),
+  isKey: (section, key) => CONFIG_KEYS.some((k) => k.section === section && k.key === key),
+};
 
 function readConfigFile(file: string): ConfigText {
   let text: string;
@@ -108,9 +137,21 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     ? readConfigFile(file)
     : { sections: new Map<string, never>(), lines: new Map<string, never>() };
 
+  const declared = parseCapabilities(lines.get("capabilities") ?? [], where);
+  refuseSecretsInConfig({ sections, lines }, declared, where, SECRET_KEYS);
+  // The secrets file, if named, completes the file: its keys are the secret ones.
+  const secretsSpec = CONFIG_KEYS.find((k) => k.section === "builder" && k.key === "secrets")!;
+  const secretsText = sections.get("builder")?.get("secrets")?.value ?? "";
+  const secretsName = parseValue(secretsSpec, secretsText, where);
+  const secretsFile = typeof secretsName === "string" ? path.resolve(base, secretsName) : null;
+  const secrets = secretsFile ? readSecretsFile(secretsFile, where, SECRET_KEYS) : null;
+
   const values = new Map<string, Value>();
   for (const spec of CONFIG_KEYS) {
-    const text = sections.get(spec.section)?.get(spec.key)?.value ?? spec.default;
+    const text =
+      secrets?.sections.get(spec.section)?.get(spec.key)?.value ??
+      sections.get(spec.section)?.get(spec.key)?.value ??
+      spec.default;
     values.set(`${spec.section}.${spec.key}`, text === null ? null : parseValue(spec, text, where));
   }
   // The table and the reads below name the same keys; a mismatch is a bug, not a config error.
@@ -137,7 +178,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     throw configError(where, "[builder] filecache must not be the same directory as statedir");
   }
 
-  const capabilities = parseCapabilities(lines.get("capabilities") ?? [], where);
+  const capabilities = secrets ? mergeCapabilitySecrets(declared, secrets, secretsFile!) : declared;
   const capabilityEnv = parseCapabilityEnv(lines.get("capability_env") ?? [], where);
   const onlyIfRequires = str("builder.only_if_requires").split(/\s+/).filter(Boolean);
   for (const name of onlyIfRequires) {
@@ -150,13 +191,50 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     }
   }
 
+  const file_ = (k: string): string | null => {
+    const v = get(k);
+    return typeof v === "string" ? path.resolve(base, v) : null;
+  };
+  const cert = file_("tls.cert");
+  const key = file_("tls.key");
+  if ((cert === null) !== (key === null)) {
+    throw configError(where, "[tls] cert and key go together: set both (PEM files), or neither");
+  }
+  if (key !== null) checkPrivateFile(key, "[tls] key", where);
+  const tls = cert !== null && key !== null ? { cert, key } : null;
+
+  const bindhost = str("builder.bindhost");
+  const password = str("auth.password");
+  const trustedNetwork = str("auth.trusted_network") === "yes";
+  if (!isLoopback(bindhost) && !trustedNetwork) {
+    // Anyone who reaches the port could run builds (and make the builder fetch URLs);
+    // and Basic credentials over plain HTTP can be read by anyone on the way.
+    if (password === "") {
+      throw configError(
+        where,
+        `[builder] bindhost ${bindhost} is reachable from the network and no password is set: ` +
+          `anyone who reaches this port could run builds. Set [auth] password in the secrets file ` +
+          `([builder] secrets; \`buildd init\` writes one) and [tls] cert and key — ` +
+          `or, on a trusted private network only, set [auth] trusted_network = yes`,
+      );
+    }
+    if (tls === null) {
+      throw configError(
+        where,
+        `[builder] bindhost ${bindhost} is reachable from the network, and without [tls] the ` +
+          `password would cross it in clear: set [tls] cert and key — ` +
+          `or, on a trusted private network only, set [auth] trusted_network = yes`,
+      );
+    }
+  }
+
   const config: Config = {
     file,
     builder: {
       architecturetag: typeof arch === "string" ? arch : null,
       filecache,
       statedir,
-      bindhost: str("builder.bindhost"),
+      bindhost,
       bindport: num("builder.bindport"),
       onlyIfRequires,
       probeIntervalMs: num("builder.probe_interval"),
@@ -170,6 +248,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
       totalTimeoutMs: num("download.total_timeout"),
       maxBytes: num("download.max_size"),
       maxRedirects: num("download.max_redirects"),
+      allow: parseAllowList(str("download.allow")),
     },
     rpc: { maxBody: num("rpc.max_body"), maxDepth: num("rpc.max_depth") },
     build: {
@@ -177,8 +256,11 @@ export function loadConfig(opts: LoadOptions = {}): Config {
       killGraceMs: num("build.kill_grace"),
       shutdownGraceMs: num("build.shutdown_grace"),
       logMaxBytes: num("build.log_max_size"),
+      user: str("build.user"),
     },
-    auth: { username: str("auth.username"), password: str("auth.password") },
+    auth: { username: str("auth.username"), password, trustedNetwork },
+    tls,
+    secretsFile,
     log: { level: str("log.level") },
   };
   return deepFreeze(config);

@@ -30,8 +30,19 @@ export type KeyType =
   | { readonly kind: "names" }
   /** An HTTP Basic user name (no ":"). */
   | { readonly kind: "username" }
-  /** Any text, never repeated in messages. */
+  /**
+   * Any text, never repeated in messages. Only the secrets file may set it (see
+   * src/config/secrets.ts); written in buildd.conf it is refused.
+   */
   | { readonly kind: "secret" }
+  /** A file; relative to the config file's folder; empty: none. */
+  | { readonly kind: "file" }
+  /** yes/no (also true/false, on/off, 1/0). */
+  | { readonly kind: "boolean" }
+  /** A POSIX user name, for the user builds run as. */
+  | { readonly kind: "user" }
+  /** Hosts, host:port pairs and CIDR networks (src/protocol/allow.ts); empty: any. */
+  | { readonly kind: "allow-list" }
   /** Accepted for compatibility with the reference's files and not used. */
   | { readonly kind: "ignored" }
   | { readonly kind: "enum"; readonly choices: readonly string[] };
@@ -67,7 +78,15 @@ export function describeType(type: KeyType): string {
     case "username":
       return "user name";
     case "secret":
-      return "secret";
+      return "secret (secrets file only)";
+    case "file":
+      return "file, or empty";
+    case "boolean":
+      return "yes or no";
+    case "user":
+      return "user name";
+    case "allow-list":
+      return "hosts and networks";
     case "ignored":
       return "ignored";
     case "enum":
@@ -113,6 +132,13 @@ export const CONFIG_KEYS: readonly KeySpec[] = [
     type: { kind: "port" },
     default: "8221",
     doc: "TCP port of the HTTP server; 0 picks a free port.",
+  },
+  {
+    section: "builder",
+    key: "secrets",
+    type: { kind: "file" },
+    default: "",
+    doc: "The secrets file: the same `[section] key = value` lines as this file, for the secret keys only (`[auth] password`, and `[capabilities]` lines carrying a capability's secret properties). It must be owned by the user buildd runs as and not readable by group or others (mode 0600), or buildd refuses to start. Relative to this file's folder. Empty: no secrets.",
   },
   {
     section: "builder",
@@ -255,6 +281,41 @@ export const CONFIG_KEYS: readonly KeySpec[] = [
     type: { kind: "secret" },
     default: "",
     doc: "When set, `/rpc` and `/filecache` require HTTP Basic authentication with `username` and this password (a manager puts them in the builder's URL: `http://buildd:PASSWORD@host:8221/`). Empty: no authentication, as the reference. Keep the file readable by the builder only; errors never repeat it.",
+  },
+  {
+    section: "auth",
+    key: "trusted_network",
+    type: { kind: "boolean" },
+    default: "no",
+    doc: "`yes`: the network between the managers and this builder is trusted, so a `bindhost` that is not loopback may serve without a password, and Basic credentials may travel over plain HTTP. A warning says so at every start. `no` (the default): such a builder refuses to start without both a password and `[tls]`.",
+  },
+  {
+    section: "tls",
+    key: "cert",
+    type: { kind: "file" },
+    default: "",
+    doc: "PEM certificate (chain) for HTTPS on `bindport`: `/rpc`, `/filecache` and the web pages. Set together with `key`; reloaded on SIGHUP. Empty: plain HTTP.",
+  },
+  {
+    section: "tls",
+    key: "key",
+    type: { kind: "file" },
+    default: "",
+    doc: "PEM private key of `cert`. Like the secrets file, it must be owned by the user buildd runs as and not readable by group or others.",
+  },
+  {
+    section: "download",
+    key: "allow",
+    type: { kind: "allow-list" },
+    default: "",
+    doc: "Where `ensurepresent` may download from: host names, `host:port` pairs and CIDR networks, separated by blanks or commas (`librarian.example 10.0.0.0/8 [fd00::1]:8080`). Checked on the address every URL and redirect resolves to. Empty: anywhere except the link-local metadata addresses (169.254.0.0/16, fd00:ec2::254), which are refused unless listed.",
+  },
+  {
+    section: "build",
+    key: "user",
+    type: { kind: "user" },
+    default: "buildd",
+    doc: "The unprivileged user `script` steps on the host run as, and the build user inside a chroot. Created by `buildd init` (and by the test setup) when missing.",
   },
   {
     section: "log",

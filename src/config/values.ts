@@ -5,6 +5,7 @@
 import net from "node:net";
 import { MAX_TIMER_MS, MIN_SIZE, type KeySpec } from "./keys.js";
 import { BuilddError } from "../errors.js";
+import { parseAllowList } from "../protocol/allow.js";
 
 /** A parsed value: milliseconds or bytes for numbers, null for "compute at start-up". */
 export type Value = number | string | null;
@@ -16,6 +17,18 @@ const MAX_SECONDS = Math.floor(MAX_TIMER_MS / 1000);
 /** RFC 1123 host name: dot-separated labels of letters, digits and inner hyphens. */
 const HOST_NAME =
   /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+const BOOLEANS: Readonly<Record<string, boolean>> = {
+  yes: true,
+  no: false,
+  true: true,
+  false: false,
+  on: true,
+  off: false,
+  "1": true,
+  "0": false,
+};
+/** Debian's adduser rule for system user names. */
+const USER = /^[a-z_][a-z0-9_-]{0,31}$/;
 /** Debian architecture names: amd64, arm64, armhf, ppc64el, hurd-i386, … */
 const ARCH = /^[a-z0-9][a-z0-9-]*$/;
 
@@ -43,6 +56,27 @@ export function parseValue(spec: KeySpec, v: string, where: string): Value {
       return v;
     case "path":
       if (v === "" || v.includes("\0")) throw bad("a path");
+      return v;
+    case "file":
+      if (v === "") return null;
+      if (v.includes("\0")) throw bad("a path");
+      return v;
+    case "boolean": {
+      const b = BOOLEANS[v.toLowerCase()];
+      if (b === undefined) throw bad("yes or no");
+      return b ? "yes" : "no";
+    }
+    case "user":
+      if (!USER.test(v)) {
+        throw bad("a user name (lowercase letters, digits, _ and -, starting with a letter or _)");
+      }
+      return v;
+    case "allow-list":
+      try {
+        parseAllowList(v);
+      } catch (err) {
+        throw fail(`is not a list of hosts and networks: ${(err as Error).message}`);
+      }
       return v;
     case "host":
       if (!net.isIP(v) && !HOST_NAME.test(v)) {

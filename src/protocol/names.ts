@@ -23,3 +23,11 @@ export function isSafeRelativeName(name: string): boolean {
 
 /** Capability names: what a config line and a requirement may call a capability. */
 export const CAPABILITY_NAME = /^[A-Za-z0-9][A-Za-z0-9._+-]*$/;
+
+/**
+ * Capability property names that may hold a credential: never returned, never logged,
+ * and only written in the secrets file.
+ */
+export function isSecretProperty(key: string): boolean {
+  return /pass|secret|token|key|credential/i.test(key);
+}
