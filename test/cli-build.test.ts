@@ -2,6 +2,7 @@
 // the inputs, builds, follows the log, fetches and verifies the results, and cleans. Its
 // output here is a pipe, so it must be plain lines (no \r, no escape sequences).
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
@@ -20,6 +21,9 @@ function workspace(files: Record<string, string>): string {
   }
   return dir;
 }
+
+/** One word for /bin/sh, whatever it contains. */
+const shellQuote = (word: string): string => `'${word.replace(/'/g, `'"'"'`)}'`;
 
 const outDir = (): string => fs.mkdtempSync(path.join(os.tmpdir(), "buildd-cli-out-"));
 
@@ -206,6 +210,41 @@ describe("buildd build script", () => {
     await waitForState(b.client, "IDLE");
   });
 
+  test("on a terminal: a progress line redrawn in place above which the log scrolls", async () => {
+    const out = outDir();
+    const argv = [
+      process.execPath,
+      "--import",
+      "tsx",
+      "src/cli.ts",
+      "build",
+      "script",
+      workspace({}),
+      "--url",
+      b.url,
+      "--step",
+      "wait=sleep 1; echo after-the-wait",
+      "-o",
+      out,
+    ];
+    // script(1) gives the command a pseudo-terminal; -e passes its exit status on.
+    const r = await new Promise<{ code: number | null; text: string }>((resolve) => {
+      const child = spawn("script", ["-qefc", argv.map(shellQuote).join(" "), "/dev/null"], {
+        stdio: ["ignore", "pipe", "inherit"],
+      });
+      let text = "";
+      child.stdout.on("data", (c: Buffer) => (text += c.toString("utf8")));
+      child.on("close", (code) => resolve({ code, text }));
+    });
+    assert.equal(r.code, 0, r.text);
+    // The build lasts a second at least, and status() is polled at once: the bar is drawn.
+    // eslint-disable-next-line no-control-regex
+    assert.match(r.text, /\r\x1b\[Kbuilding \[[#.]+\] [12]\/2 (unpack|wait) /);
+    assert.match(r.text, /after-the-wait/);
+    assert.match(r.text, /buildd: build \S+ finished: OK/);
+    assert.ok(fs.existsSync(path.join(out, "buildlog")));
+  });
+
   test("bad input is refused before anything is sent, saying what to write", async () => {
     const cases: [string[], RegExp][] = [
       [["build", "script", workspace({})], /a script build needs steps: --step 'NAME=COMMAND'/],
@@ -223,7 +262,7 @@ describe("buildd build script", () => {
       ],
       [
         ["build", "script", workspace({}), "--step", "a=true", "--url", "ftp://x"],
-        /--url must be an http:\/\/ URL/,
+        /--url must be an http:\/\/ or https:\/\/ URL, not ftp:/,
       ],
     ];
     for (const [args, message] of cases) {

@@ -1,7 +1,7 @@
 // The `buildd` command as an operator uses it: help, version, config errors, and a
 // served builder that stops cleanly on SIGTERM and SIGINT.
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import fs from "node:fs";
 import { promisify } from "node:util";
 import { describe, test } from "node:test";
@@ -50,6 +50,30 @@ describe("buildd command line", () => {
         return true;
       },
     );
+  });
+
+  test("on a terminal the builder's log is readable lines, not JSON", async () => {
+    const dirs = makeBuilderDirs({ log: { level: "info" } });
+    // script(1) runs the command on a pseudo-terminal, as a person's shell would.
+    const child = spawn(
+      "script",
+      [
+        "-qefc",
+        `${process.execPath} --import tsx src/cli.ts serve --config ${dirs.configFile}`,
+        "/dev/null",
+      ],
+      { stdio: ["ignore", "pipe", "pipe"] },
+    );
+    let out = "";
+    child.stdout.on("data", (c: Buffer) => (out += c.toString("utf8")));
+    try {
+      await eventually("the builder says it listens", () => out.includes("builder listening"));
+      assert.match(out, /INFO.*builder listening/);
+      assert.doesNotMatch(out, /"level":/, "not JSON");
+    } finally {
+      child.kill("SIGTERM");
+      await new Promise((r) => child.once("exit", r));
+    }
   });
 
   for (const signal of ["SIGTERM", "SIGINT"] as const) {
