@@ -31,6 +31,7 @@ import { isStruct, type Struct, type Value } from "../protocol/values.js";
 import { BuildLog, readLogTail } from "../log/buildlog.js";
 import type { BuildRecord, Journal } from "./journal.js";
 import { RunningBuild } from "./running-build.js";
+import type { Drain } from "./drain.js";
 import type { BuildGate } from "../protocol/gate.js";
 import type { StatusSnapshot } from "../protocol/status.js";
 import {
@@ -111,6 +112,8 @@ export interface BuilderDeps {
   readonly logger: Logger;
   readonly limits: { killGraceMs: number; abortTimeoutMs: number; logMaxBytes: number };
   readonly gate?: BuildGate;
+  /** The operator's drain flag (journaled): build() is refused while it is set. */
+  readonly drain?: Drain;
 }
 
 interface Current {
@@ -283,6 +286,7 @@ export class Builder {
     if (this.refusing !== null) {
       throw illegalState(`Builder is not accepting builds: ${this.refusing}`);
     }
+    this.deps.drain?.refuseIfDraining();
     if (!isSafeComponent(buildId)) {
       throw invalidArgument(
         `build_id ${JSON.stringify(buildId.slice(0, 80))} is not a safe name (no "/", no control characters, at most 255 bytes)`,

@@ -69,11 +69,38 @@ function fromRow(r: BuildRow): BuildRecord {
   };
 }
 
+/** Told of every build that finishes (the builder's metrics), after it is recorded. */
+export type FinishListener = (record: BuildRecord) => void;
+
 export class Journal {
+  private readonly finishListeners: FinishListener[] = [];
+
   constructor(
     private readonly db: Db,
     private readonly now: () => number = Date.now,
   ) {}
+
+  /** Call `listener` with each build's record once its end is committed. */
+  onFinish(listener: FinishListener): void {
+    this.finishListeners.push(listener);
+  }
+
+  /** Since when the builder is draining (epoch ms), or null when it takes builds. */
+  drainingSince(): number | null {
+    const row = this.db.prepare("SELECT draining_since FROM builder_state WHERE id = 1").get() as {
+      draining_since: number | null;
+    };
+    return row.draining_since;
+  }
+
+  /** Start (true) or stop (false) draining; draining again keeps the first time. */
+  setDraining(draining: boolean): void {
+    this.db
+      .prepare(
+        "UPDATE builder_state SET draining_since = CASE WHEN ? THEN COALESCE(draining_since, ?) ELSE NULL END WHERE id = 1",
+      )
+      .run(draining ? 1 : 0, this.now());
+  }
 
   state(): { state: BuilderPhase; current: BuildRecord | null } {
     const row = this.db
@@ -186,6 +213,9 @@ export class Journal {
         );
       this.setState(BuilderStatus.WAITING, seq);
     })();
+    if (this.finishListeners.length === 0) return;
+    const record = this.get(seq);
+    if (record) for (const listener of this.finishListeners) listener(record);
   }
 
   /** WAITING → CLEANING: clean() has begun; a restart finishes it (see Builder.recover). */

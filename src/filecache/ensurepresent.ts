@@ -11,6 +11,7 @@ import type { Logger } from "pino";
 import { FetchError, fetchToFile, type FetchLimits } from "./fetch.js";
 import { assertSha1 } from "./names.js";
 import { NotEnoughSpace, type FileCache } from "./store.js";
+import { Downloads } from "./downloads.js";
 
 export type EnsureResult = [present: boolean, info: string];
 
@@ -36,6 +37,8 @@ export class EnsurePresent {
     private readonly cache: FileCache,
     private readonly limits: FetchLimits,
     private readonly log: Logger,
+    /** Where downloads in progress and their totals are shown (status(), the page). */
+    readonly downloads: Downloads = new Downloads(),
   ) {}
 
   async ensure(
@@ -88,6 +91,9 @@ export class EnsurePresent {
     let releaseReservation = (): void => undefined;
     const log = this.log.child({ sha1, url });
     log.info("fetching");
+    const shown = this.downloads.begin(sha1, url);
+    // The cause it failed with, for /metrics; null once it is in the cache.
+    let failure: string | null = "local";
     try {
       const result = await fetchToFile({
         url,
@@ -96,7 +102,9 @@ export class EnsurePresent {
         destPath: temp,
         limits: this.limits,
         signal: this.stopping.signal,
+        onProgress: (bytes) => shown.progress(bytes),
         onResponse: (contentLength) => {
+          shown.total(contentLength);
           // Make room before the first byte is written, so a download that cannot fit
           // is refused up front instead of filling the disk.
           releaseReservation = this.cache.reserve(contentLength ?? 0);
@@ -104,6 +112,7 @@ export class EnsurePresent {
       });
       if (result.sha1 !== sha1) {
         log.warn({ actual: result.sha1 }, "digest mismatch");
+        failure = "digest_mismatch";
         return [false, digestMismatch(sha1, result.sha1)];
       }
       // A body without Content-Length could not be reserved up front: check now.
@@ -111,19 +120,26 @@ export class EnsurePresent {
       this.cache.reserve(result.bytes, true);
       await this.cache.commit(temp, sha1, result.bytes);
       log.info({ bytes: result.bytes }, "downloaded");
+      failure = null;
       return [true, "Download"];
     } catch (err) {
       if (err instanceof NotEnoughSpace) {
         log.warn({ reason: err.message }, "refused: no space");
+        failure = "no_space";
         return librarianError(err.message);
       }
       if (err instanceof FetchError) {
         const cause = err.cause instanceof NotEnoughSpace ? err.cause.message : err.reason;
+        failure =
+          err.cause instanceof NotEnoughSpace
+            ? "no_space"
+            : err.code.replace(/^BUILDD_ERR_FETCH_/, "").toLowerCase();
         log.warn({ reason: cause }, "download failed");
         return librarianError(cause);
       }
       throw err;
     } finally {
+      shown.end(failure);
       releaseReservation();
       // Whatever happened, nothing but a committed entry stays in the cache directory.
       fs.rmSync(temp, { force: true });

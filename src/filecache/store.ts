@@ -33,6 +33,8 @@ const TEMP_PREFIX = ".tmp-";
 export class FileCache {
   /** Bytes promised to downloads in progress, not yet in cache_entries. */
   private reserved = 0;
+  /** Entries evicted to make room since start-up (the page and /metrics show it). */
+  private evicted = 0;
 
   constructor(
     readonly dir: string,
@@ -155,6 +157,12 @@ export class FileCache {
     return row.n;
   }
 
+  /** Entries in the cache and entries evicted since start-up. */
+  counts(): { entries: number; evictions: number } {
+    const row = this.db.prepare("SELECT COUNT(*) AS n FROM cache_entries").get() as { n: number };
+    return { entries: row.n, evictions: this.evicted };
+  }
+
   /**
    * Make room for `bytes` more, evicting least recently used entries that nothing holds.
    * Returns a release function for the reservation (call it once the bytes are committed
@@ -187,6 +195,7 @@ export class FileCache {
         if (freedBudget >= first.overBudget && freedBudget >= first.overDisk) break;
         this.log.info({ sha1: c.sha1, size: c.size }, "evicting cache entry");
         this.remove(c.sha1);
+        this.evicted++;
         freedBudget += c.size;
       }
     }

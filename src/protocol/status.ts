@@ -21,9 +21,20 @@ export interface BuildSnapshot {
   readonly extra: Struct;
 }
 
+/** A download in progress (ensurepresent), as the manager may see it. */
+export interface DownloadSnapshot {
+  readonly sha1: string;
+  /** Bytes received so far. */
+  readonly bytes: number;
+  /** The body's Content-Length; null until the librarian answered, or when it sent none. */
+  readonly total: number | null;
+}
+
 export interface StatusSnapshot {
   readonly state: BuilderState;
   readonly version: string;
   /** The current build, from build() until clean() has finished. */
   readonly build: BuildSnapshot | null;
+  /** Downloads in progress; absent or empty: none (the wire then has no such key). */
+  readonly downloads?: readonly DownloadSnapshot[];
 }

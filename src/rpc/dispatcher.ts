@@ -80,10 +80,29 @@ export interface Dispatcher {
   dispatch(body: Buffer): Promise<string>;
 }
 
-export function createDispatcher(methods: MethodTable, log: Logger, maxDepth: number): Dispatcher {
+/**
+ * Told of every call once it is answered (the rpc metrics): the method when it is one of
+ * the table's (null for an unknown name or an unreadable body, so callers cannot grow a
+ * label set), the fault code (null: answered normally), and the seconds it took.
+ */
+export type CallObserver = (
+  method: string | null,
+  faultCode: number | null,
+  seconds: number,
+) => void;
+
+export function createDispatcher(
+  methods: MethodTable,
+  log: Logger,
+  maxDepth: number,
+  observe?: CallObserver,
+): Dispatcher {
   return {
     async dispatch(body: Buffer): Promise<string> {
+      const started = observe ? performance.now() : 0;
       let methodName: string | null = null;
+      let known: string | null = null;
+      let fault: number | null = null;
       try {
         const call = decodeMethodCall(body, { maxDepth });
         methodName = call.methodName;
@@ -94,11 +113,19 @@ export function createDispatcher(methods: MethodTable, log: Logger, maxDepth: nu
             `procedure ${call.methodName} not found`,
           );
         }
+        known = call.methodName;
         checkArguments(call.methodName, def, call.params);
         const result = await def.handler(call.params);
         return encodeMethodResponse(result);
       } catch (err) {
+        // The code faultFor() answers with: the error's own, else BUILDD_ERR_INTERNAL's.
+        fault =
+          isBuilddError(err) && err.faultCode !== null
+            ? err.faultCode
+            : ERRORS.BUILDD_ERR_INTERNAL.faultCode;
         return faultFor(err, methodName, log);
+      } finally {
+        observe?.(known, fault, (performance.now() - started) / 1000);
       }
     },
   };

@@ -46,6 +46,9 @@ const MIGRATIONS: readonly string[] = [
      current_seq INTEGER REFERENCES builds (seq)
    );
    INSERT INTO builder_state (id, state) VALUES (1, 'BuilderStatus.IDLE');`,
+  // 3: drain (owned by src/builder/journal.ts): when the builder was told to take no
+  // new builds, or NULL; kept across restarts until undrain.
+  `ALTER TABLE builder_state ADD COLUMN draining_since INTEGER;`,
 ];
 
 export function openDatabase(statedir: string): Db {
