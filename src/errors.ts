@@ -73,6 +73,11 @@ export const ERRORS = {
     summary:
       "The librarian's final answer to a download was not 2xx (`HTTP Error 404: Not Found`).",
   },
+  BUILDD_ERR_FETCH_NOT_ALLOWED: {
+    faultCode: null,
+    summary:
+      "A download's host, or the address it or a redirect resolves to, is not in `[download] allow` (or is a link-local metadata address that is not listed).",
+  },
   BUILDD_ERR_FETCH_REDIRECT: {
     faultCode: null,
     summary: "A download was redirected too many times, or by a redirect without `Location`.",

@@ -14,12 +14,14 @@ import type { FileHandle } from "node:fs/promises";
 import http from "node:http";
 import type { ClientRequest, IncomingMessage } from "node:http";
 import https from "node:https";
-import type { Socket } from "node:net";
+import dns, { type LookupAddress } from "node:dns";
+import net, { type Socket } from "node:net";
 import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { describeError } from "../errors.js";
 import { FetchError, localError, networkError, shortBody } from "./fetch-errors.js";
 import { authority, basicAuth, parseUrl } from "./fetch-url.js";
+import { refusal, type AllowEntry } from "../protocol/allow.js";
 
 export { FetchError } from "./fetch-errors.js";
 export type { FetchErrorCode } from "./fetch-errors.js";
@@ -34,6 +36,8 @@ export interface FetchLimits {
   /** Largest body accepted; checked against Content-Length and while streaming. */
   maxBytes: number;
   maxRedirects: number;
+  /** [download] allow: where downloads may come from (null: anywhere but metadata addresses). */
+  allow?: readonly AllowEntry[] | null;
 }
 
 export interface FetchRequest {
@@ -144,7 +148,11 @@ class Download {
       // Credentials go only to the host:port they were given for: a librarian may redirect
       // to a CDN or another service, which must not learn the archive's token.
       const sameAuthority = authority(url) === authority(first);
-      const res = await this.send(url, sameAuthority ? authorization : undefined);
+      const res = await this.send(
+        url,
+        sameAuthority ? authorization : undefined,
+        redirects > 0 ? `redirected to ${url.protocol}//${url.host}: ` : "",
+      );
       const status = res.statusCode ?? 0;
       if (REDIRECT_STATUSES.has(status)) {
         this.discard(res);
@@ -170,8 +178,15 @@ class Download {
     }
   }
 
-  /** Send a GET and resolve with the response head; the body is left unread. */
-  private send(url: URL, authorization: string | undefined): Promise<IncomingMessage> {
+  /**
+   * Send a GET and resolve with the response head; the body is left unread. The address
+   * connected to is checked against [download] allow first (`hop` prefixes the reason).
+   */
+  private send(
+    url: URL,
+    authorization: string | undefined,
+    hop: string,
+  ): Promise<IncomingMessage> {
     clearTimeout(this.idleTimer);
     clearTimeout(this.connectTimer);
     const headers: Record<string, string> = {
@@ -182,10 +197,41 @@ class Download {
     };
     if (authorization !== undefined) headers["Authorization"] = authorization;
     const client = url.protocol === "https:" ? https : http;
+    const hostname = url.hostname.replace(/^\[(.*)\]$/, "$1");
+    const port = url.port !== "" ? Number(url.port) : url.protocol === "https:" ? 443 : 80;
+    const allow = this.limits.allow ?? null;
+    const check = (address: string): FetchError | null => {
+      const why = refusal(allow, { host: hostname.toLowerCase(), port, address });
+      return why === null ? null : new FetchError("BUILDD_ERR_FETCH_NOT_ALLOWED", `${hop}${why}`);
+    };
+    // An IP literal is connected to without a lookup: check it here.
+    const literal = net.isIP(hostname) !== 0 ? check(hostname) : null;
+    if (literal) return Promise.reject(literal);
+    // A name is checked on what it resolves to, on the very lookup the connection uses, so
+    // that a name pointing at a forbidden address (or re-pointed to one) is refused too.
+    const lookup = (
+      name: string,
+      options: dns.LookupOptions,
+      callback: (
+        err: NodeJS.ErrnoException | null,
+        address: string | LookupAddress[],
+        family?: number,
+      ) => void,
+    ): void => {
+      dns.lookup(name, { ...options, all: true }, (err, addresses) => {
+        if (err) return callback(err, []);
+        const refused = addresses.map((a) => check(a.address)).find((e) => e !== null);
+        if (refused) return callback(refused, []);
+        if (options.all) return callback(null, addresses);
+        const first = addresses[0]!;
+        callback(null, first.address, first.family);
+      });
+    };
     return new Promise<IncomingMessage>((resolve, reject) => {
       const req = client.request({
         protocol: url.protocol,
-        hostname: url.hostname.replace(/^\[(.*)\]$/, "$1"),
+        hostname,
+        lookup,
         port: url.port === "" ? undefined : Number(url.port),
         path: `${url.pathname}${url.search}`,
         method: "GET",
