@@ -18,11 +18,20 @@ import { VERSION } from "./version.js";
 import { openDatabase } from "./state/db.js";
 import { lockDirectory, type DirectoryLock } from "./state/lock.js";
 import { isLoopback } from "./config/network.js";
-import { FileCache } from "./filecache/store.js";
+import { FileCache, freeBytes } from "./filecache/store.js";
 import { EnsurePresent } from "./filecache/ensurepresent.js";
 import { filecacheHandler } from "./filecache/http.js";
 import { CapabilityRegistry } from "./capabilities/registry.js";
 import { ensureDirectories, hostArchitecture } from "./host-setup.js";
+import { Drain } from "./builder/drain.js";
+import { BuildStats } from "./builder/stats.js";
+import { RpcStats } from "./rpc/stats.js";
+import { createWebApp, type WebHandler } from "./web/app.js";
+import type { Downloads } from "./filecache/downloads.js";
+import { publicProperties } from "./capabilities/env.js";
+import { readLogRange } from "./log/range.js";
+import type { StatusSnapshot } from "./protocol/status.js";
+import type { WebDeps } from "./web/deps.js";
 import { processRunner } from "./process/runner.js";
 
 export interface RunningBuilder {
@@ -35,6 +44,11 @@ export interface RunningBuilder {
    * journal, release the directories. Calling it again returns the same promise.
    */
   close(): Promise<void>;
+  /**
+   * Resolves once the web surface (page, /api/v1, /metrics, health) answers; it loads
+   * after the builder listens, and its paths answer 503 until then.
+   */
+  readonly webReady: Promise<void>;
   /** During close(): end the grace period now (a second SIGINT/SIGTERM). */
   hurry(): void;
 }
@@ -136,24 +150,30 @@ async function serveOn(
   // Probed before the first call can arrive, so build() never judges on no information.
   await capabilities.probeAll();
   const arch = await hostArchitecture(config, processRunner);
+  const journal = new Journal(db);
+  // Counted from the journal's record of each end, recovered builds included.
+  const buildStats = new BuildStats();
+  journal.onFinish(buildStats.record);
+  const drain = new Drain(journal);
   const builder = new Builder({
     statedir: config.builder.statedir,
     arch,
     version: VERSION,
-    journal: new Journal(db),
+    journal,
     cache,
     registry,
     backends: overrides.backends ?? defaultBackends,
     logger: log,
     limits: config.build,
     gate: capabilities.gate,
+    drain,
   });
   await builder.recover();
 
   const methods = createMethods({
     architecture: arch,
     buildTypes: () => registry.names(),
-    status: () => builder.status(),
+    status: () => statusWithDownloads(builder, ensurePresent.downloads),
     ensurePresent: (sha1, url, username, password) =>
       ensurePresent.ensure(sha1, url, username, password),
     build: (...a) => builder.build(...a),
@@ -161,12 +181,18 @@ async function serveOn(
     clean: () => builder.clean(),
     capabilities: () => capabilities.toWire(),
   });
+  const rpcStats = new RpcStats();
+  const authorize = basicAuth(config.auth);
+  // Loaded once the builder listens (Express and prom-client take ~200 ms to load, which
+  // would otherwise delay the first status()); until then the web paths answer 503.
+  let web: WebHandler | null = null;
   const app = createServer({
-    dispatcher: createDispatcher(methods, log, config.rpc.maxDepth),
+    dispatcher: createDispatcher(methods, log, config.rpc.maxDepth, rpcStats.observe),
     log,
     maxBody: config.rpc.maxBody,
-    authorize: basicAuth(config.auth),
+    authorize,
     filecache: filecacheHandler({ cache, buildLogPath: () => builder.buildLogPath() }),
+    web: () => web,
   });
 
   const server = http.createServer(app);
@@ -184,6 +210,27 @@ async function serveOn(
     : config.builder.bindhost;
   const url = `http://${host}:${port}`;
   capabilities.start();
+  // Not awaited: the caller installs its signal handlers as soon as the builder listens,
+  // and the manager's paths do not need the web surface.
+  const webLoaded = createWebApp(
+    webDeps({
+      config,
+      log,
+      architecture: arch,
+      authorize,
+      builder,
+      journal,
+      drain,
+      cache,
+      downloads: ensurePresent.downloads,
+      capabilities,
+      rpcStats,
+      buildStats,
+    }),
+  ).then(
+    (handler) => void (web = handler),
+    (err: unknown) => log.error({ err }, "the web surface failed to load; its paths answer 503"),
+  );
   log.info({ url, config: config.file, version: VERSION }, "builder listening");
   if (config.auth.trustedNetwork && !isLoopback(config.builder.bindhost)) {
     // Said at every start, so that an open builder is never forgotten.
@@ -202,6 +249,7 @@ async function serveOn(
   return {
     url,
     port,
+    webReady: webLoaded,
     hurry: () => grace.end(),
     close() {
       closing ??= (async () => {
@@ -226,6 +274,7 @@ async function serveOn(
           server.closeIdleConnections();
         });
         await capabilities.close();
+        await webLoaded;
         // Nothing writes to the journal any more: the build has ended, downloads have
         // stopped and the last call has been answered.
         db.close();
@@ -233,5 +282,68 @@ async function serveOn(
       })();
       return closing;
     },
+  };
+}
+
+// The web surface's view of the builder, assembled from the modules that own each fact.
+
+export interface WebParts {
+  readonly config: Config;
+  readonly log: Logger;
+  readonly architecture: string;
+  readonly authorize: ((header: string | undefined) => boolean) | null;
+  readonly builder: Builder;
+  readonly journal: Journal;
+  readonly drain: Drain;
+  readonly cache: FileCache;
+  readonly downloads: Downloads;
+  readonly capabilities: CapabilityRegistry;
+  readonly rpcStats: RpcStats;
+  readonly buildStats: BuildStats;
+}
+
+/** status() as the manager and the page see it: the builder's snapshot and the downloads. */
+export function statusWithDownloads(builder: Builder, downloads: Downloads): StatusSnapshot {
+  const s = builder.status();
+  const list = downloads.snapshot();
+  return list.length === 0 ? s : { ...s, downloads: list };
+}
+
+export function webDeps(p: WebParts): WebDeps {
+  return {
+    architecture: p.architecture,
+    log: p.log,
+    authorize: p.authorize,
+    status: () => statusWithDownloads(p.builder, p.downloads),
+    currentBuild: () => p.journal.state().current,
+    builds: (limit) => p.journal.history(limit),
+    build: (seq) => p.journal.get(seq),
+    readLog: (offset, max) => {
+      const file = p.builder.buildLogPath();
+      return file === null ? null : readLogRange(file, offset, max);
+    },
+    downloads: () => p.downloads.list(),
+    downloadTotals: () => p.downloads.totals(),
+    cache: () => ({
+      usedBytes: p.cache.totalSize(),
+      budgetBytes: p.config.cache.maxSize,
+      freeBytes: freeBytes(p.cache.dir),
+      reserveBytes: p.config.cache.minFree,
+      ...p.cache.counts(),
+    }),
+    capabilities: () =>
+      p.capabilities.list().map((s) => ({
+        name: s.decl.name,
+        version: s.decl.version,
+        properties: publicProperties(s.decl),
+        available: s.available,
+        reason: s.reason,
+      })),
+    requiredCapabilities: p.config.builder.onlyIfRequires,
+    draining: () => p.drain.draining,
+    drain: () => p.drain.drain(),
+    undrain: () => p.drain.undrain(),
+    rpcStats: p.rpcStats,
+    buildStats: p.buildStats,
   };
 }

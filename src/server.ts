@@ -1,12 +1,13 @@
 // createServer(deps) builds the HTTP request listener; it does not listen and nothing
-// runs on import. Routes: POST /rpc[/...] (XML-RPC), GET|HEAD /filecache/<name>, and
-// 404 for everything else. `authorize`, when set, runs in front of /rpc and /filecache.
+// runs on import. The one place that decides where a request goes: POST /rpc[/...]
+// (XML-RPC) and GET|HEAD /filecache/<name> on the fast path, everything else to the web
+// surface (src/web/, an Express app: the page, /api/v1, /metrics, health). `authorize`,
+// when set, runs in front of /rpc and /filecache; the web app applies it itself.
 //
-// Plain node:http, no framework: the design started on Express, but the hot path (a
-// status() poll every few seconds per builder) paid as much for Express's routing as
-// for the call itself, sendFile's fixed 64 KiB reads served files at a quarter of
-// nginx's speed, and loading Express took ~125 ms of the start-up budget. Three routes
-// do not need a router; see docs/dependencies.md.
+// The two machine paths stay in front of Express: a manager polls status() every few
+// seconds per builder, and through Express that call ran at about a third of its speed
+// here (bench/rpc.ts keeps the comparison); sendFile's fixed 64 KiB reads served files at
+// a quarter of nginx's speed. See docs/dependencies.md.
 
 import type { IncomingMessage, RequestListener, ServerResponse } from "node:http";
 import type { Logger } from "pino";
@@ -25,6 +26,16 @@ export interface ServerDeps {
   readonly filecache?: Handler;
   /** Authentication check on the Authorization header; absent or null: none. */
   readonly authorize?: ((header: string | undefined) => boolean) | null;
+  /**
+   * The web surface for every other path, once loaded (it loads after the builder
+   * listens); absent: 404; not loaded yet: 503.
+   */
+  readonly web?: () => Handler | null;
+}
+
+function starting(res: ServerResponse): void {
+  res.writeHead(503, { "content-type": "text/plain; charset=utf-8", "retry-after": "1" });
+  res.end("The builder is starting; try again in a moment\n");
 }
 
 function notFound(res: ServerResponse): void {
@@ -52,6 +63,9 @@ export function createServer(deps: ServerDeps): RequestListener {
       }
       return;
     }
-    notFound(res);
+    if (!deps.web) return notFound(res);
+    const web = deps.web();
+    if (web) web(req, res);
+    else starting(res);
   };
 }

@@ -38,8 +38,8 @@ describe("XML-RPC over HTTP", () => {
     }
   });
 
-  test("unknown paths and the bare /filecache are 404; no listing", async () => {
-    for (const path of ["/", "/nope", "/filecache", "/filecache/"]) {
+  test("unknown paths and the bare /filecache are 404; no listing (/ is the status page)", async () => {
+    for (const path of ["/nope", "/filecache", "/filecache/"]) {
       const res = await fetch(`${b.url}${path}`);
       assert.equal(res.status, 404, path);
     }
