@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite needs (chroot builds, PostgreSQL for the
-# capability tests, systemd-analyze for the unit file). Run by `npm test` before the
-# tests; does nothing when everything is there already, and only reports when not root
-# (the tests that need these then skip, saying why).
+# capability tests, systemd-analyze for the unit file, chromium for the status page's
+# browser test). Run by `npm test` before the tests; does nothing when everything is
+# there already, and only reports when not root (the tests that need these then skip,
+# saying why).
 set -euo pipefail
 
-packages=(mmdebstrap zstd dpkg-dev debhelper fakeroot util-linux postgresql postgresql-client systemd)
+packages=(mmdebstrap zstd dpkg-dev debhelper fakeroot util-linux postgresql postgresql-client systemd chromium)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
