@@ -10,7 +10,7 @@ import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { startTestBuilder, type TestBuilder } from "../harness/builder.js";
 import { bookwormChroot, chrootTestsUnavailable, makeSourcePackage } from "../harness/debian.js";
-import { sha1, status, waitForState } from "../harness/fixtures.js";
+import { eventually, sha1, status, waitForState } from "../harness/fixtures.js";
 import { buildd } from "./cli-run.js";
 
 function workspace(files: Record<string, string>): string {
@@ -243,6 +243,41 @@ describe("buildd build script", () => {
     assert.match(r.text, /after-the-wait/);
     assert.match(r.text, /buildd: build \S+ finished: OK/);
     assert.ok(fs.existsSync(path.join(out, "buildlog")));
+  });
+
+  test("Ctrl-C aborts the build, which is still collected and cleaned: exit status 8 (ABORTED)", async () => {
+    const out = outDir();
+    const child = spawn(
+      process.execPath,
+      [
+        "--import",
+        "tsx",
+        "src/cli.ts",
+        "build",
+        "script",
+        workspace({}),
+        "--url",
+        b.url,
+        "--step",
+        "long=echo long-step-started; sleep 60",
+        "-o",
+        out,
+      ],
+      { stdio: ["ignore", "pipe", "pipe"] },
+    );
+    let text = "";
+    child.stdout.on("data", (c: Buffer) => (text += c.toString("utf8")));
+    child.stderr.on("data", (c: Buffer) => (text += c.toString("utf8")));
+    const exited = new Promise<number | null>((resolve) => child.on("close", resolve));
+    await eventually("the step runs and its output is shown", () =>
+      text.includes("long-step-started"),
+    );
+    child.kill("SIGINT");
+    assert.equal(await exited, 8, text);
+    assert.match(text, /interrupted: aborting the build/);
+    assert.match(text, /finished: ABORTED/);
+    assert.ok(fs.existsSync(path.join(out, "buildlog")), "the log is saved");
+    assert.equal((await status(b.client))["builder_status"], "BuilderStatus.IDLE");
   });
 
   test("bad input is refused before anything is sent, saying what to write", async () => {

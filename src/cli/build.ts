@@ -137,7 +137,7 @@ export async function drive(target: Target, plan: BuildPlan, opts: DriveOptions)
     building = true;
     const t0 = Date.now();
     report.line(`build ${buildId} started`);
-    const final = await follow(client, plan, report, t0);
+    const final = await follow(client, plan, buildId, report, t0);
     report.endProgress();
     const result = str(final, "build_status") as BuildResult | null;
     report.line(
@@ -162,11 +162,24 @@ export async function drive(target: Target, plan: BuildPlan, opts: DriveOptions)
 }
 
 /** Poll status() and the log until the build is WAITING; returns that status. */
-async function follow(client: BuilderClient, plan: BuildPlan, report: Reporter, t0: number) {
+async function follow(
+  client: BuilderClient,
+  plan: BuildPlan,
+  buildId: string,
+  report: Reporter,
+  t0: number,
+) {
   const log = new LogFollower(client);
   for (;;) {
     const s = await client.status();
     const state = str(s, "builder_status");
+    const current = str(s, "build_id");
+    // As a manager checks: another id means our build was cleaned away and replaced.
+    if (current !== null && current !== buildId) {
+      throw new CliError(
+        `the builder now has build ${current}, not ${buildId}: someone else collected this build`,
+      );
+    }
     const step = str(s, "build_step");
     const at = step === null ? -1 : plan.steps.indexOf(step);
     // The step first: the log read next is mostly that step's output.
