@@ -17,9 +17,9 @@ export interface Isolation {
    * group, and a process that leaves the group (setsid) survives a kill.
    */
   readonly pid?: boolean;
-  /** A private mount namespace: mounts made inside vanish with the command. */
+  /** A private mount namespace (with the PID namespace): mounts made inside vanish with it. */
   readonly mount?: boolean;
-  /** A fresh network namespace: only a loopback interface, which is down. */
+  /** A fresh network namespace (with the PID namespace): only a loopback interface, down. */
   readonly network?: boolean;
 }
 
@@ -74,7 +74,7 @@ export interface CaptureSpec extends CommandSpec {
   readonly timeoutMs?: number;
   /** Kill the whole tree when this aborts (the result says canceled). */
   readonly signal?: AbortSignal;
-  /** Output kept per stream, in bytes (default 1 MiB); more fails the command. */
+  /** Output kept per stream, in characters (default 1 Mi); more ends it with an error. */
   readonly maxBytes?: number;
 }
 
