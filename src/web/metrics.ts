@@ -84,31 +84,38 @@ function tallyHistogram(
   labelNames: readonly string[],
   read: () => HistogramTally,
 ): void {
-  class FromTally extends prom.Histogram<string> {
-    override async get(): Promise<
-      PromClient.MetricObjectWithValues<PromClient.MetricValueWithName<string>>
-    > {
-      const base = await super.get();
-      const tally = read();
-      const values: PromClient.MetricValueWithName<string>[] = [];
-      for (const e of tally.entries()) {
-        const labels = toLabels(labelNames, e.labels);
-        tally.bounds.forEach((le, i) =>
-          values.push({
-            metricName: `${name}_bucket`,
-            labels: { ...labels, le },
-            value: e.cumulative[i] ?? 0,
-          }),
-        );
+  type Snapshot = PromClient.MetricObjectWithValues<PromClient.MetricValueWithName<string>>;
+  const snapshot = (): Snapshot => {
+    const tally = read();
+    const values: PromClient.MetricValueWithName<string>[] = [];
+    for (const e of tally.entries()) {
+      const labels = toLabels(labelNames, e.labels);
+      tally.bounds.forEach((le, i) =>
         values.push({
           metricName: `${name}_bucket`,
-          labels: { ...labels, le: "+Inf" },
-          value: e.count,
-        });
-        values.push({ metricName: `${name}_sum`, labels, value: e.sum });
-        values.push({ metricName: `${name}_count`, labels, value: e.count });
-      }
-      return { ...base, values };
+          labels: { ...labels, le },
+          value: e.cumulative[i] ?? 0,
+        }),
+      );
+      values.push({
+        metricName: `${name}_bucket`,
+        labels: { ...labels, le: "+Inf" },
+        value: e.count,
+      });
+      values.push({ metricName: `${name}_sum`, labels, value: e.sum });
+      values.push({ metricName: `${name}_count`, labels, value: e.count });
+    }
+    // prom-client's types declare `type` as an enum; at run time it is the family's name.
+    const type = "histogram" as unknown as PromClient.MetricType;
+    return { name, help, type, aggregator: "sum", values, collect: () => undefined };
+  };
+  class FromTally extends prom.Histogram<string> {
+    override get(): Promise<Snapshot> {
+      return Promise.resolve(snapshot());
+    }
+    /** What the registry renders text from (prom-client calls it when a metric has it). */
+    getForPromString(): Promise<Snapshot> {
+      return Promise.resolve(snapshot());
     }
   }
   new FromTally({ name, help, labelNames, buckets: [...read().bounds], registers: [register] });
