@@ -301,3 +301,46 @@ test("a log that exceeds its limit stops the build", async () => {
   assert.ok(text.endsWith(notice));
   assert.equal(Buffer.byteLength(text), 10_000 + notice.length);
 });
+
+test("capture() hands back stdout, stderr and both interleaved, with the exit code", async () => {
+  const r = await processRunner.capture({
+    argv: ["sh", "-c", 'echo "pid=$$"; echo oops >&2; echo two; exit 3'],
+  });
+  assert.deepEqual(
+    { ...r, output: r.output.split("\n").sort() },
+    {
+      exitCode: 3,
+      signal: null,
+      stdout: "pid=1\ntwo\n",
+      stderr: "oops\n",
+      output: ["", "oops", "pid=1", "two"],
+      timedOut: false,
+      canceled: false,
+      error: null,
+    },
+  );
+});
+
+test("capture() says why a command did not run to its end, isolated or not", async () => {
+  for (const pid of [true, false]) {
+    const missing = await processRunner.capture({
+      argv: ["no-such-command-buildd"],
+      isolation: { pid },
+    });
+    assert.equal(missing.exitCode, null);
+    assert.match(missing.error ?? "", /no-such-command-buildd/);
+  }
+  const big = await processRunner.capture({
+    argv: ["sh", "-c", "head -c 5000 /dev/zero | tr '\\0' x"],
+    maxBytes: 1000,
+  });
+  assert.equal(big.error, "its output exceeded 1000 characters");
+  assert.equal(big.stdout.length, 1000);
+  const m = marker();
+  const slow = await processRunner.capture({
+    argv: ["sh", "-c", `setsid sleep ${m} & sleep ${m}`],
+    timeoutMs: 300,
+  });
+  assert.equal(slow.timedOut, true);
+  assert.deepEqual(processesWith(m), []);
+});

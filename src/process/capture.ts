@@ -70,7 +70,7 @@ export async function capture(spec: CaptureSpec): Promise<CaptureResult> {
       };
     }
     // Isolated, a program that cannot be run is unshare's to report: say it the same way.
-    const notRun = isolated && r.exitCode! >= 126 ? EXEC_FAILED.exec(stderr) : null;
+    const notRun = isolated && (r.exitCode ?? 0) >= 126 ? EXEC_FAILED.exec(stderr) : null;
     if (notRun) return { ...result, exitCode: null, error: notRun[1]! };
     return { ...result, error: null };
   } finally {
