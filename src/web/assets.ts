@@ -4,6 +4,7 @@
 // textContent, never HTML, so what the API returns cannot become markup.
 
 export const PAGE_CSS = `
+[hidden] { display: none !important; }
 :root { color-scheme: light dark; --ok: #1a7f37; --bad: #cf222e; --muted: #6e7781; }
 body { font: 15px/1.4 system-ui, sans-serif; margin: 0 auto; padding: 0 12px 24px; max-width: 1100px; }
 h1 { font-size: 1.4em; margin: 12px 0 4px; }
