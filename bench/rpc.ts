@@ -54,13 +54,20 @@ interface LoadResult {
   bad: number;
 }
 
-async function load(url: string, body: string, connections: number, duration: number) {
+async function load(
+  url: string,
+  body: string,
+  connections: number,
+  duration: number,
+  /** A GET of this path instead of POST /rpc (the web surface's JSON status). */
+  getPath?: string,
+) {
   const latencies: number[] = [];
   const inst = autocannon({
-    url: `${url}/rpc`,
-    method: "POST",
-    body,
-    headers: { "content-type": "text/xml" },
+    url: `${url}${getPath ?? "/rpc"}`,
+    ...(getPath === undefined
+      ? { method: "POST" as const, body, headers: { "content-type": "text/xml" } }
+      : { method: "GET" as const }),
     connections,
     duration,
   });
@@ -76,6 +83,15 @@ async function load(url: string, body: string, connections: number, duration: nu
     bad: r.errors + r.timeouts + r.non2xx,
   };
   return result;
+}
+
+/** Poll `check` until it holds (the web surface loads just after the builder listens). */
+async function eventually(check: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check().catch(() => false))) {
+    if (Date.now() > deadline) throw new Error("the builder's web surface never answered /healthz");
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }
 
 await main("rpc", async () => {
@@ -153,6 +169,23 @@ await main("rpc", async () => {
         });
       }
     }
+    // The same builder's status through Express (GET /api/v1/status, the web surface)
+    // against the fast path, interleaved: why /rpc stays in front of Express. The JSON
+    // answer is cheaper to encode than the XML one, so this flatters Express if anything.
+    await eventually(async () => (await fetch(`${builder.url}/healthz`)).status === 200);
+    await load(builder.url, "", 16, 1, "/api/v1/status");
+    const viaExpress = await load(builder.url, "", 16, DURATION_S, "/api/v1/status");
+    const viaFastPath = await load(builder.url, bodies.status, 16, DURATION_S);
+    raw["status.express.c16"] = { express: viaExpress, fastPath: viaFastPath };
+    if (viaExpress.bad > 0) report.note(`status via Express: errors/non-2xx ${viaExpress.bad}`);
+    report.add({
+      name: "status.c16.express.rps",
+      value: viaExpress.rps,
+      unit: "req/s",
+      ref: { name: "the fast path (POST /rpc), same builder", value: viaFastPath.rps },
+      target: null,
+      samples: viaExpress.count,
+    });
     report.note(
       `autocannon in the benchmark process, builder and bare server in their own processes; ${DURATION_S} s per run`,
     );
