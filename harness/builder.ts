@@ -50,8 +50,8 @@ export async function startTestBuilder(
   });
   const log = createLogger(config.log.level, sink);
   const running = await startBuilder(config, log, overrides);
-  // The web surface loads after the builder listens; tests may use it at once.
-  await running.webReady;
+  // The web surface loads a moment after the builder listens; tests may use it at once.
+  await running.loadWeb();
   return {
     ...dirs,
     url: running.url,

@@ -1,13 +1,13 @@
 // The composition root: config in, a listening builder out. The CLI and the test harness
 // both start the builder through here, so tests exercise exactly what `buildd serve` runs.
 
-import http from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Config } from "./config/config.js";
 import type { Logger } from "./logger.js";
 import { createDispatcher } from "./rpc/dispatcher.js";
 import { createMethods } from "./rpc/methods.js";
 import { createServer } from "./server.js";
+import { createListener } from "./listener.js";
 import { basicAuth } from "./auth.js";
 import { Builder, type BackendFactory } from "./builder/builder.js";
 import { Journal } from "./builder/journal.js";
@@ -45,13 +45,19 @@ export interface RunningBuilder {
    */
   close(): Promise<void>;
   /**
-   * Resolves once the web surface (page, /api/v1, /metrics, health) answers; it loads
-   * after the builder listens, and its paths answer 503 until then.
+   * Load the web surface (page, /api/v1, /metrics, health) now, and resolve once it
+   * answers. Otherwise it loads WEB_LOAD_DELAY_MS after the builder listens; its paths
+   * answer 503 until then.
    */
-  readonly webReady: Promise<void>;
+  loadWeb(): Promise<void>;
   /** During close(): end the grace period now (a second SIGINT/SIGTERM). */
   hurry(): void;
+  /** SIGHUP: serve a renewed [tls] certificate to new connections; false if none or bad. */
+  reloadTls(): boolean;
 }
+
+/** How long after listening the web surface loads, unless loadWeb() asks sooner. */
+export const WEB_LOAD_DELAY_MS = 1000;
 
 /** A wait that ends early when end() is called (a second SIGTERM during shutdown). */
 class Grace {
@@ -183,8 +189,7 @@ async function serveOn(
   });
   const rpcStats = new RpcStats();
   const authorize = basicAuth(config.auth);
-  // Loaded once the builder listens (Express and prom-client take ~200 ms to load, which
-  // would otherwise delay the first status()); until then the web paths answer 503.
+  // Loaded after the builder listens (see loadWeb below); until then its paths answer 503.
   let web: WebHandler | null = null;
   const app = createServer({
     dispatcher: createDispatcher(methods, log, config.rpc.maxDepth, rpcStats.observe),
@@ -195,8 +200,8 @@ async function serveOn(
     web: () => web,
   });
 
-  const server = http.createServer(app);
-  server.keepAliveTimeout = 65_000;
+  const listener = createListener(config, app, log);
+  const { server } = listener;
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(config.builder.bindport, config.builder.bindhost, () => {
@@ -208,29 +213,34 @@ async function serveOn(
   const host = config.builder.bindhost.includes(":")
     ? `[${config.builder.bindhost}]`
     : config.builder.bindhost;
-  const url = `http://${host}:${port}`;
+  const url = `${listener.scheme}://${host}:${port}`;
   capabilities.start();
-  // Not awaited: the caller installs its signal handlers as soon as the builder listens,
-  // and the manager's paths do not need the web surface.
-  const webLoaded = createWebApp(
-    webDeps({
-      config,
-      log,
-      architecture: arch,
-      authorize,
-      builder,
-      journal,
-      drain,
-      cache,
-      downloads: ensurePresent.downloads,
-      capabilities,
-      rpcStats,
-      buildStats,
-    }),
-  ).then(
-    (handler) => void (web = handler),
-    (err: unknown) => log.error({ err }, "the web surface failed to load; its paths answer 503"),
-  );
+  // Loading Express and prom-client holds the main thread for ~150 ms (measured here; more
+  // under load): done at once it would hold up the first calls a manager makes after a
+  // restart, so it happens a moment later, or when asked (loadWeb()). Never awaited
+  // here: the caller installs its signal handlers as soon as the builder listens.
+  const deps = webDeps({
+    config,
+    log,
+    architecture: arch,
+    authorize,
+    builder,
+    journal,
+    drain,
+    cache,
+    downloads: ensurePresent.downloads,
+    capabilities,
+    rpcStats,
+    buildStats,
+  });
+  let webLoading: Promise<void> | null = null;
+  const loadWeb = (): Promise<void> =>
+    (webLoading ??= createWebApp(deps).then(
+      (handler) => void (web = handler),
+      (err: unknown) => log.error({ err }, "the web surface failed to load; its paths answer 503"),
+    ));
+  const webTimer = setTimeout(() => void loadWeb(), WEB_LOAD_DELAY_MS);
+  webTimer.unref();
   log.info({ url, config: config.file, version: VERSION }, "builder listening");
   if (config.auth.trustedNetwork && !isLoopback(config.builder.bindhost)) {
     // Said at every start, so that an open builder is never forgotten.
@@ -249,8 +259,9 @@ async function serveOn(
   return {
     url,
     port,
-    webReady: webLoaded,
+    loadWeb,
     hurry: () => grace.end(),
+    reloadTls: () => listener.reloadTls(),
     close() {
       closing ??= (async () => {
         // The listener stays up during the grace: managers keep polling status() and
@@ -274,7 +285,8 @@ async function serveOn(
           server.closeIdleConnections();
         });
         await capabilities.close();
-        await webLoaded;
+        clearTimeout(webTimer);
+        await webLoading;
         // Nothing writes to the journal any more: the build has ended, downloads have
         // stopped and the last call has been answered.
         db.close();
