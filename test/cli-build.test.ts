@@ -212,6 +212,10 @@ describe("buildd build script", () => {
 
   test("on a terminal: a progress line redrawn in place above which the log scrolls", async () => {
     const out = outDir();
+    // The step waits until the test has seen the progress line, then releases it.
+    const gate = fs.mkdtempSync(path.join(os.tmpdir(), "buildd-cli-gate-"));
+    fs.chmodSync(gate, 0o755);
+    const release = path.join(gate, "release");
     const argv = [
       process.execPath,
       "--import",
@@ -223,25 +227,24 @@ describe("buildd build script", () => {
       "--url",
       b.url,
       "--step",
-      "wait=sleep 1; echo after-the-wait",
+      `wait=while [ ! -e ${release} ]; do sleep 0.1; done; echo after-the-wait`,
       "-o",
       out,
     ];
     // script(1) gives the command a pseudo-terminal; -e passes its exit status on.
-    const r = await new Promise<{ code: number | null; text: string }>((resolve) => {
-      const child = spawn("script", ["-qefc", argv.map(shellQuote).join(" "), "/dev/null"], {
-        stdio: ["ignore", "pipe", "inherit"],
-      });
-      let text = "";
-      child.stdout.on("data", (c: Buffer) => (text += c.toString("utf8")));
-      child.on("close", (code) => resolve({ code, text }));
+    const child = spawn("script", ["-qefc", argv.map(shellQuote).join(" "), "/dev/null"], {
+      stdio: ["ignore", "pipe", "inherit"],
     });
-    assert.equal(r.code, 0, r.text);
-    // The build lasts a second at least, and status() is polled at once: the bar is drawn.
+    let text = "";
+    child.stdout.on("data", (c: Buffer) => (text += c.toString("utf8")));
+    const code = new Promise<number | null>((resolve) => child.on("close", resolve));
     // eslint-disable-next-line no-control-regex
-    assert.match(r.text, /\r\x1b\[Kbuilding \[[#.]+\] [12]\/2 (unpack|wait) /);
-    assert.match(r.text, /after-the-wait/);
-    assert.match(r.text, /buildd: build \S+ finished: OK/);
+    const bar = /\r\x1b\[Kbuilding \[[#.]+\] 2\/2 wait /;
+    await eventually("the progress line shows the waiting step", () => bar.test(text));
+    fs.writeFileSync(release, "");
+    assert.equal(await code, 0, text);
+    assert.match(text, /after-the-wait/);
+    assert.match(text, /buildd: build \S+ finished: OK/);
     assert.ok(fs.existsSync(path.join(out, "buildlog")));
   });
 

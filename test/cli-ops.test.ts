@@ -122,6 +122,10 @@ describe("buildd status, logs, drain", () => {
   });
 
   test("drain --wait returns once the running build has ended", async () => {
+    // The build runs until the test releases it, so drain surely meets it running.
+    const gate = fs.mkdtempSync(path.join(os.tmpdir(), "buildd-cli-gate-"));
+    fs.chmodSync(gate, 0o755);
+    const release = path.join(gate, "release");
     await b.client.call(
       "build",
       "OPS-3",
@@ -129,10 +133,17 @@ describe("buildd status, logs, drain", () => {
       tree,
       {},
       {
-        steps: [{ name: "short", run: "sleep 2" }],
+        steps: [{ name: "held", run: `while [ ! -e ${release} ]; do sleep 0.1; done` }],
       },
     );
-    const d = await buildd(["drain", "--wait", "--url", b.url]);
+    const draining = buildd(["drain", "--wait", "--url", b.url]);
+    await eventually("the builder drains", async () => {
+      const api = (await (await fetch(`${b.url}/api/v1/status`)).json()) as { draining: boolean };
+      return api.draining;
+    });
+    assert.equal((await status(b.client))["builder_status"], "BuilderStatus.BUILDING");
+    fs.writeFileSync(release, "");
+    const d = await draining;
     assert.equal(d.code, 0, d.stderr);
     assert.match(d.stdout, /build OPS-3 runs on/);
     assert.match(d.stdout, /no build is running \(the builder is WAITING\)/);
