@@ -75,8 +75,8 @@ export const LAYERS = [
   {
     name: "rpc",
     path: "^src/rpc/",
-    may: ["protocol", "errors", "auth"],
-    why: "XML-RPC: codec, dispatcher, methods",
+    may: ["protocol", "errors", "auth", "log"],
+    why: "XML-RPC: codec, dispatcher, methods (faults pass the scrubber of log/)",
   },
   {
     name: "web",
@@ -99,7 +99,7 @@ export const LAYERS = [
   },
   {
     name: "top",
-    path: "^src/(app|cli|host-setup|logger|version)\\.ts$|^src/cli/",
+    path: "^src/(app|cli|host-setup|listener|logger|version)\\.ts$|^src/cli/",
     may: ["*"],
     why: "composition root and command line: may wire anything",
   },

@@ -7,6 +7,7 @@
 
 import { spawn, type ChildProcess } from "node:child_process";
 import http from "node:http";
+import https from "node:https";
 import path from "node:path";
 import { decodeMethodResponse, encodeMethodCall } from "../src/rpc/codec.js";
 import { createClient, type RpcClient } from "./client.js";
@@ -33,6 +34,8 @@ export interface ProcessOptions {
   readonly detached?: boolean;
   /** Keep only the last this many characters of output; default: all of it. */
   readonly keepOutput?: number;
+  /** The builder serves HTTPS ([tls]): probe it with this CA certificate (PEM). */
+  readonly tlsCa?: Buffer;
 }
 
 export interface BuilderProcess extends BuilderDirs {
@@ -126,11 +129,16 @@ const describeExit = (e: { code: number | null; signal: NodeJS.Signals | null })
  * on a fresh connection (not fetch(), whose first use costs tens of milliseconds, which
  * the start-up benchmark would count).
  */
-function answersEcho(url: string, token: string): Promise<boolean> {
+function answersEcho(url: string, token: string, ca?: Buffer): Promise<boolean> {
   return new Promise((resolve) => {
-    const req = http.request(
+    const req = (ca ? https : http).request(
       `${url}/rpc`,
-      { method: "POST", agent: false, headers: { "content-type": "text/xml" } },
+      {
+        method: "POST",
+        agent: false,
+        headers: { "content-type": "text/xml" },
+        ...(ca ? { ca } : {}),
+      },
       (res) => {
         const chunks: Buffer[] = [];
         res.on("data", (c: Buffer) => chunks.push(c));
@@ -184,8 +192,8 @@ export async function startBuilderProcess(
       throw new Error(`builder did not answer echo() within ${timeoutMs} ms:\n${output()}`);
     }
     for (const { host, port } of listeningAddresses(pid)) {
-      const candidate = `http://${host}:${port}`;
-      if (await answersEcho(candidate, token)) {
+      const candidate = `${opts.tlsCa ? "https" : "http"}://${host}:${port}`;
+      if (await answersEcho(candidate, token, opts.tlsCa)) {
         url = candidate;
         break;
       }

@@ -6,7 +6,7 @@
 # saying why).
 set -euo pipefail
 
-packages=(mmdebstrap zstd dpkg-dev debhelper fakeroot util-linux postgresql postgresql-client systemd chromium)
+packages=(mmdebstrap zstd dpkg-dev debhelper fakeroot util-linux postgresql postgresql-client systemd chromium openssl curl iproute2)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,13 +1,13 @@
 // The composition root: config in, a listening builder out. The CLI and the test harness
 // both start the builder through here, so tests exercise exactly what `buildd serve` runs.
 
-import http from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Config } from "./config/config.js";
 import type { Logger } from "./logger.js";
 import { createDispatcher } from "./rpc/dispatcher.js";
 import { createMethods } from "./rpc/methods.js";
 import { createServer } from "./server.js";
+import { createListener } from "./listener.js";
 import { basicAuth } from "./auth.js";
 import { Builder, type BackendFactory } from "./builder/builder.js";
 import { Journal } from "./builder/journal.js";
@@ -52,6 +52,8 @@ export interface RunningBuilder {
   loadWeb(): Promise<void>;
   /** During close(): end the grace period now (a second SIGINT/SIGTERM). */
   hurry(): void;
+  /** SIGHUP: serve a renewed [tls] certificate to new connections; false if none or bad. */
+  reloadTls(): boolean;
 }
 
 /** How long after listening the web surface loads, unless loadWeb() asks sooner. */
@@ -198,8 +200,8 @@ async function serveOn(
     web: () => web,
   });
 
-  const server = http.createServer(app);
-  server.keepAliveTimeout = 65_000;
+  const listener = createListener(config, app, log);
+  const { server } = listener;
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(config.builder.bindport, config.builder.bindhost, () => {
@@ -211,7 +213,7 @@ async function serveOn(
   const host = config.builder.bindhost.includes(":")
     ? `[${config.builder.bindhost}]`
     : config.builder.bindhost;
-  const url = `http://${host}:${port}`;
+  const url = `${listener.scheme}://${host}:${port}`;
   capabilities.start();
   // Loading Express and prom-client holds the main thread for ~150 ms (measured here; more
   // under load): done at once it would hold up the first calls a manager makes after a
@@ -259,6 +261,7 @@ async function serveOn(
     port,
     loadWeb,
     hurry: () => grace.end(),
+    reloadTls: () => listener.reloadTls(),
     close() {
       closing ??= (async () => {
         // The listener stays up during the grace: managers keep polling status() and

@@ -23,7 +23,6 @@ export const BUILTIN_ENV: CapabilityEnvMap = {
 
 const LIST_VARS = new Set(["PATH", "LD_LIBRARY_PATH"]);
 
-
 /** The properties safe to show (capabilities(), status(), the build log). */
 export function publicProperties(decl: CapabilityDecl): Record<string, string> {
   const out: Record<string, string> = {};

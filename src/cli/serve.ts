@@ -52,4 +52,6 @@ export async function serve(opts: { config?: string }, exit: Exit): Promise<void
   };
   process.on("SIGTERM", stop);
   process.on("SIGINT", stop);
+  // A renewed certificate is picked up without a restart: running builds go on.
+  process.on("SIGHUP", () => void running.reloadTls());
 }

@@ -64,6 +64,11 @@ export interface Config {
     readonly allow: readonly AllowEntry[] | null;
   };
   readonly rpc: { readonly maxBody: number; readonly maxDepth: number };
+  readonly http: {
+    readonly headersTimeoutMs: number;
+    readonly requestTimeoutMs: number;
+    readonly maxConnectionsPerClient: number;
+  };
   readonly build: {
     readonly abortTimeoutMs: number;
     readonly killGraceMs: number;
@@ -251,6 +256,11 @@ export function loadConfig(opts: LoadOptions = {}): Config {
       allow: parseAllowList(str("download.allow")),
     },
     rpc: { maxBody: num("rpc.max_body"), maxDepth: num("rpc.max_depth") },
+    http: {
+      headersTimeoutMs: num("http.headers_timeout"),
+      requestTimeoutMs: num("http.request_timeout"),
+      maxConnectionsPerClient: num("http.max_connections_per_client"),
+    },
     build: {
       abortTimeoutMs: num("build.abort_timeout"),
       killGraceMs: num("build.kill_grace"),

@@ -318,6 +318,27 @@ export const CONFIG_KEYS: readonly KeySpec[] = [
     doc: "The unprivileged user `script` steps on the host run as, and the build user inside a chroot. Created by `buildd init` (and by the test setup) when missing.",
   },
   {
+    section: "http",
+    key: "headers_timeout",
+    type: POSITIVE_SECONDS,
+    default: "10",
+    doc: "Seconds a client may take to send a request's headers; a slower one (a slow-loris attack) is disconnected.",
+  },
+  {
+    section: "http",
+    key: "request_timeout",
+    type: POSITIVE_SECONDS,
+    default: "300",
+    doc: "Seconds a client may take to send a whole request, body included (an XML-RPC body is at most `[rpc] max_body`).",
+  },
+  {
+    section: "http",
+    key: "max_connections_per_client",
+    type: { kind: "count", min: 1, max: 100000 },
+    default: "256",
+    doc: "Open connections one client address may hold; further ones are closed at once, so that one client cannot take every connection.",
+  },
+  {
     section: "log",
     key: "level",
     type: { kind: "enum", choices: ["fatal", "error", "warn", "info", "debug", "trace", "silent"] },

@@ -182,11 +182,7 @@ class Download {
    * Send a GET and resolve with the response head; the body is left unread. The address
    * connected to is checked against [download] allow first (`hop` prefixes the reason).
    */
-  private send(
-    url: URL,
-    authorization: string | undefined,
-    hop: string,
-  ): Promise<IncomingMessage> {
+  private send(url: URL, authorization: string | undefined, hop: string): Promise<IncomingMessage> {
     clearTimeout(this.idleTimer);
     clearTimeout(this.connectTimer);
     const headers: Record<string, string> = {

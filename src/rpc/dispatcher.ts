@@ -10,6 +10,7 @@ import type { Logger } from "pino";
 import { decodeMethodCall, encodeFault, encodeMethodResponse, type XmlRpcValue } from "./codec.js";
 import { BuilddError, ERRORS, badArguments, describeError, isBuilddError } from "../errors.js";
 import { isStruct } from "../protocol/values.js";
+import { scrubText } from "../log/scrub.js";
 
 /** What a parameter may be on the wire. `?` allows nil. */
 export type ParamType = "string" | "string?" | "struct" | "any";
@@ -65,14 +66,15 @@ function faultFor(err: unknown, methodName: string | null, log: Logger): string 
           ? `Can't serialize output: ${err.message}`
           : err.message;
     log.info({ method: methodName, code: err.code, fault: message }, "call refused");
-    return encodeFault({ faultCode: err.faultCode, faultString: message });
+    // A fault may quote what the caller sent (a URL, a value): never a credential in it.
+    return encodeFault({ faultCode: err.faultCode, faultString: scrubText(message) });
   }
   // Not raised on purpose (a bug, an I/O error, or a registry error that is not meant for
   // the wire): the registry's BUILDD_ERR_INTERNAL entry decides the fault code.
   log.error({ method: methodName, err }, "unexpected error in method");
   return encodeFault({
     faultCode: ERRORS.BUILDD_ERR_INTERNAL.faultCode,
-    faultString: `internal error: ${describeError(err)}`,
+    faultString: scrubText(`internal error: ${describeError(err)}`),
   });
 }
 

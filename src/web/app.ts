@@ -18,13 +18,31 @@ import { renderPage } from "./page.js";
 
 export type WebHandler = (req: IncomingMessage, res: ServerResponse) => void;
 
-const PAGE_HEADERS = {
-  // The page's own script and stylesheet only: no inline code, nothing from elsewhere.
-  "content-security-policy":
-    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
-  "x-content-type-options": "nosniff",
-  "referrer-policy": "no-referrer",
-  "cache-control": "no-store",
+const PAGE_HEADERS = { "cache-control": "no-store" };
+
+/**
+ * Security headers on every answer of the web surface (helmet): the page's own script
+ * and stylesheet only — no inline code, nothing from elsewhere —, no framing, no
+ * referrer, no MIME sniffing. No Strict-Transport-Security: TLS is optional here, and a
+ * browser that cached HSTS would lock its user out once an operator turns TLS off.
+ */
+const HELMET_OPTIONS = {
+  contentSecurityPolicy: {
+    useDefaults: false,
+    directives: {
+      defaultSrc: ["'none'"],
+      scriptSrc: ["'self'"],
+      styleSrc: ["'self'"],
+      connectSrc: ["'self'"],
+      imgSrc: ["'self'"],
+      baseUri: ["'none'"],
+      formAction: ["'none'"],
+      frameAncestors: ["'none'"],
+    },
+  },
+  frameguard: { action: "deny" as const },
+  referrerPolicy: { policy: "no-referrer" as const },
+  strictTransportSecurity: false,
 };
 
 /** Express's own 4xx errors (a path that does not decode) keep their status; else 500. */
@@ -38,11 +56,13 @@ function clientErrorStatus(err: unknown): number {
 
 export async function createWebApp(deps: WebDeps): Promise<WebHandler> {
   const { default: express } = await import("express");
+  const { default: helmet } = await import("helmet");
   const prom = await import("prom-client");
   const metrics = createMetrics(prom, deps);
   const app = express();
   app.disable("x-powered-by");
   app.set("etag", false);
+  app.use(helmet(HELMET_OPTIONS));
 
   app.get("/healthz", (_req, res) => void res.json({ alive: true }));
 
