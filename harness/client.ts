@@ -23,12 +23,25 @@ export interface RpcClient {
   ): Promise<{ status: number; contentType: string | null; text: string }>;
 }
 
-export function createClient(baseUrl: string): RpcClient {
+/** HTTP Basic credentials for a builder with [auth] password set. */
+export interface Credentials {
+  readonly username: string;
+  readonly password: string;
+}
+
+export function basicHeader(c: Credentials): string {
+  return `Basic ${Buffer.from(`${c.username}:${c.password}`).toString("base64")}`;
+}
+
+export function createClient(baseUrl: string, credentials?: Credentials): RpcClient {
+  const auth: Record<string, string> = credentials
+    ? { authorization: basicHeader(credentials) }
+    : {};
   const raw: RpcClient["raw"] = async (body, init = {}) => {
     const method = init.method ?? "POST";
     const res = await fetch(`${baseUrl}${init.path ?? "/rpc"}`, {
       method,
-      headers: { "content-type": "text/xml" },
+      headers: { "content-type": "text/xml", ...auth },
       ...(method === "GET" || method === "HEAD" ? {} : { body }),
     });
     return {

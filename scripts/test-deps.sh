@@ -7,6 +7,13 @@
 set -euo pipefail
 
 packages=(mmdebstrap zstd dpkg-dev debhelper fakeroot util-linux postgresql postgresql-client systemd chromium openssl curl iproute2)
+# The unprivileged user host build steps run as ([build] user). The builder creates it
+# itself at start-up when root; made here first so that builders the tests start at the
+# same moment never race to create it.
+if [ "$(id -u)" -eq 0 ] && ! id -u buildd >/dev/null 2>&1; then
+  useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin buildd
+fi
+
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

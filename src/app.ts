@@ -22,7 +22,8 @@ import { FileCache, freeBytes } from "./filecache/store.js";
 import { EnsurePresent } from "./filecache/ensurepresent.js";
 import { filecacheHandler } from "./filecache/http.js";
 import { CapabilityRegistry } from "./capabilities/registry.js";
-import { ensureDirectories, hostArchitecture } from "./host-setup.js";
+import { ensureBuildUser, ensureDirectories, hostArchitecture } from "./host-setup.js";
+import type { HostSandbox } from "./backends/sandbox.js";
 import { Drain } from "./builder/drain.js";
 import { BuildStats } from "./builder/stats.js";
 import { RpcStats } from "./rpc/stats.js";
@@ -82,6 +83,11 @@ class Grace {
     }
   }
 
+  /** Whether end() was called (rather than the time running out). */
+  get endedEarly(): boolean {
+    return this.ended;
+  }
+
   end(): void {
     this.ended = true;
     for (const stop of this.waiters) stop();
@@ -93,10 +99,26 @@ export interface BuilderOverrides {
   readonly backends?: BackendFactory;
 }
 
-const defaultBackends: BackendFactory = (kind, workspace) =>
-  kind === "chroot"
-    ? new ChrootBackend(workspace, processRunner)
-    : new HostBackend(workspace, processRunner);
+/** The real backends; host steps sandboxed as `buildUser` when there is one (root). */
+function realBackends(config: Config, buildUser: string | null): BackendFactory {
+  const sandbox: HostSandbox | null =
+    buildUser === null
+      ? null
+      : {
+          user: buildUser,
+          statedir: config.builder.statedir,
+          hidden: [
+            config.builder.filecache,
+            ...[config.file, config.secretsFile, config.tls?.key, config.tls?.cert].filter(
+              (f): f is string => typeof f === "string",
+            ),
+          ],
+        };
+  return (kind, workspace) =>
+    kind === "chroot"
+      ? new ChrootBackend(workspace, processRunner)
+      : new HostBackend(workspace, processRunner, sandbox);
+}
 
 export async function startBuilder(
   config: Config,
@@ -156,6 +178,7 @@ async function serveOn(
   // Probed before the first call can arrive, so build() never judges on no information.
   await capabilities.probeAll();
   const arch = await hostArchitecture(config, processRunner);
+  const buildUser = overrides.backends ? null : await ensureBuildUser(config, processRunner, log);
   const journal = new Journal(db);
   // Counted from the journal's record of each end, recovered builds included.
   const buildStats = new BuildStats();
@@ -168,7 +191,7 @@ async function serveOn(
     journal,
     cache,
     registry,
-    backends: overrides.backends ?? defaultBackends,
+    backends: overrides.backends ?? realBackends(config, buildUser),
     logger: log,
     limits: config.build,
     gate: capabilities.gate,
@@ -276,7 +299,9 @@ async function serveOn(
         );
         if (!inTime) {
           await builder.stopForShutdown(
-            `the builder is shutting down and the build did not finish within its grace of ${graceMs / 1000} s ([build] shutdown_grace); stopping it as BUILDERFAIL`,
+            grace.endedEarly
+              ? "the builder was told to stop again (a second SIGTERM or SIGINT) before the build finished; stopping it as BUILDERFAIL"
+              : `the builder is shutting down and the build did not finish within its grace of ${graceMs / 1000} s ([build] shutdown_grace); stopping it as BUILDERFAIL`,
           );
           await ensurePresent.close();
         }

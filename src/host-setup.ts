@@ -6,6 +6,7 @@
 import fs from "node:fs";
 import type { Config } from "./config/config.js";
 import { BuilddError } from "./errors.js";
+import type { Logger } from "./logger.js";
 import type { ProcessRunner } from "./process/runner.js";
 
 /** `[builder] architecturetag`, or this machine's when it is not set. */
@@ -66,4 +67,49 @@ function ensureDirectory(config: Config, label: string, dir: string): void {
     const code = (err as NodeJS.ErrnoException).code ?? String(err);
     throw fail(`does not exist and cannot be created (${code})`);
   }
+}
+
+/**
+ * The unprivileged user host `script` steps run as ([build] user): made sure of at
+ * start-up when the builder runs as root (a system user without a home or a login
+ * shell, as `buildd init` would create), so that no step ever runs as root for want of
+ * it. A builder that is not root cannot switch users and runs steps as itself.
+ */
+export async function ensureBuildUser(
+  config: Config,
+  runner: ProcessRunner,
+  log: Logger,
+): Promise<string | null> {
+  if (process.getuid?.() !== 0) return null;
+  const user = config.build.user;
+  if (await userExists(runner, user)) return user;
+  const made = await runner.capture({
+    argv: [
+      "useradd",
+      "--system",
+      "--no-create-home",
+      "--home-dir",
+      "/nonexistent",
+      "--shell",
+      "/usr/sbin/nologin",
+      user,
+    ],
+    isolation: { pid: false },
+  });
+  // Another builder starting at the same moment may have created it first.
+  const raced = made.exitCode !== 0 && (await userExists(runner, user));
+  if (made.exitCode !== 0 && !raced) {
+    throw new BuilddError(
+      "BUILDD_ERR_CONFIG",
+      `${config.file ?? "built-in defaults"}: [build] user ${user} does not exist and could not be created (${made.stderr.trim() || made.error || `exit status ${made.exitCode}`}); create it (useradd --system ${user}) or name another`,
+    );
+  }
+  if (!raced)
+    log.warn({ user }, "created the system user that host build steps run as ([build] user)");
+  return user;
+}
+
+async function userExists(runner: ProcessRunner, user: string): Promise<boolean> {
+  const r = await runner.capture({ argv: ["id", "-u", user], isolation: { pid: false } });
+  return r.exitCode === 0;
 }

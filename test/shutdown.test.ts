@@ -31,11 +31,12 @@ describe("shutdown (SIGTERM)", () => {
       steps: [{ name: "long", run: "echo working; setsid sleep 4280.1 & sleep 4280.1" }],
     });
     await eventually("the build runs", () => pidsWithMarker("sleep 4280.1").length >= 2);
-    p.child.kill("SIGTERM");
+    // One SIGTERM: a second one would end the grace at once.
+    const exited = p.kill("SIGTERM");
     // During the grace the builder still answers, and still builds.
     await new Promise((r) => setTimeout(r, 300));
     assert.equal((await status(p.client))["builder_status"], "BuilderStatus.BUILDING");
-    assert.equal(await p.kill("SIGTERM"), 0, p.logText());
+    assert.equal(await exited, 0, p.logText());
     assert.doesNotMatch(p.logText(), /database connection is not open|unhandled|TypeError/i);
     assert.deepEqual(pidsWithMarker("4280.1"), [], "no process of the build is left");
 
@@ -58,6 +59,33 @@ describe("shutdown (SIGTERM)", () => {
     }
   });
 
+  test("a second SIGTERM ends the grace at once, and the log says so", async () => {
+    const dirs = makeBuilderDirs({ build: { shutdown_grace: 600, kill_grace: 0.5 } });
+    let p = await startBuilderProcess(dirs);
+    const tree = await putInCache(p.client, lib(), tarball, "shutdown-twice");
+    await startScriptBuild(p.client, "SHUT-3", tree, {
+      steps: [{ name: "long", run: "sleep 4280.3" }],
+    });
+    await eventually("the build runs", () => pidsWithMarker("sleep 4280.3").length > 0);
+    const exited = p.kill("SIGTERM");
+    await eventually("the first signal was taken", () =>
+      /stopping: no new builds/.test(p.logText()),
+    );
+    p.child.kill("SIGTERM");
+    assert.equal(await exited, 0, p.logText());
+    p = await startBuilderProcess(dirs);
+    try {
+      assert.equal((await status(p.client))["build_status"], "BuildStatus.BUILDERFAIL");
+      assert.match(
+        await fetchBuildLog(p.url),
+        /the builder was told to stop again \(a second SIGTERM or SIGINT\) before the build finished/,
+      );
+    } finally {
+      await p.kill("SIGTERM");
+      fs.rmSync(dirs.dir, { recursive: true, force: true });
+    }
+  });
+
   test("a build that ends within the grace finishes normally and is served after the restart", async () => {
     const dirs = makeBuilderDirs({ build: { shutdown_grace: 30 } });
     let p = await startBuilderProcess(dirs);
@@ -66,7 +94,7 @@ describe("shutdown (SIGTERM)", () => {
       steps: [{ name: "short", run: "sleep 1.5; echo done > out.txt" }],
       artifacts: ["out.txt"],
     });
-    p.child.kill("SIGTERM");
+    // One SIGTERM (kill() sends it): a second would end the grace at once.
     assert.equal(await p.kill("SIGTERM"), 0, p.logText());
 
     p = await startBuilderProcess(dirs);
@@ -97,7 +125,7 @@ describe("shutdown (SIGTERM)", () => {
       fs.readdirSync(dirs.filecache).some((n) => n.startsWith(".tmp-")),
     );
     const stoppedAt = Date.now();
-    p.child.kill("SIGTERM");
+    const exited = p.kill("SIGTERM");
     // During the grace, a download that is not already running is refused with a reason.
     await new Promise((r) => setTimeout(r, 100));
     const other = randomBytes(100);
@@ -108,7 +136,7 @@ describe("shutdown (SIGTERM)", () => {
     const [present, info] = (await call) as [boolean, string];
     assert.equal(present, false);
     assert.match(info, /^Error accessing Librarian: .*aborted/);
-    assert.equal(await p.kill("SIGTERM"), 0, p.logText());
+    assert.equal(await exited, 0, p.logText());
     assert.ok(Date.now() - stoppedAt < 10_000, "the download did not hold up the shutdown");
     assert.deepEqual(cacheListing(dirs.filecache), []);
 

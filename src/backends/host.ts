@@ -9,7 +9,8 @@ import { DEFAULT_PATH } from "../process/environment.js";
 import type { ProcessRunner, RunningProcess } from "../process/runner.js";
 import type { Backend, RunOptions, StepIO } from "./backend.js";
 import { Tree } from "./inroot.js";
-import { runToCompletion, removeTree } from "./util.js";
+import { sandboxWrap, type HostSandbox } from "./sandbox.js";
+import { runToCompletion, removeTree, StepFailed } from "./util.js";
 
 export class HostBackend implements Backend {
   readonly name = "host";
@@ -21,9 +22,15 @@ export class HostBackend implements Backend {
    */
   readonly tree: Tree;
 
+  /**
+   * `sandbox`: steps run as an unprivileged user, seeing only their workspace (see
+   * sandbox.ts); null: as the builder's own user (a builder that is not root cannot
+   * switch users, and is unprivileged itself).
+   */
   constructor(
     readonly workspace: string,
     private readonly runner: ProcessRunner,
+    private readonly sandbox: HostSandbox | null = null,
   ) {
     this.tree = new Tree(workspace, "beneath");
   }
@@ -38,14 +45,30 @@ export class HostBackend implements Backend {
       ),
       "unpacking the workspace tarball",
     );
+    if (this.sandbox) {
+      // The build user's to write in; tar ran as root. -h: a link's own owner, never
+      // its target's.
+      const r = await this.runner.capture({
+        argv: ["chown", "-R", "-h", `${this.sandbox.user}:`, "--", this.workspace],
+      });
+      if (r.exitCode !== 0) {
+        throw new StepFailed(
+          `giving the workspace to the build user ${this.sandbox.user} failed: ${r.stderr.trim() || r.error || `exit status ${r.exitCode}`}`,
+        );
+      }
+    }
   }
 
   async start(): Promise<void> {}
 
   run(argv: readonly string[], log: BuildLog, opts: RunOptions = {}): RunningProcess {
+    const sandbox = this.sandbox;
     return this.runner.start({
       argv,
       log,
+      ...(sandbox
+        ? { wrap: sandboxWrap(sandbox, this.workspace), isolation: { mount: true }, logArgv: argv }
+        : {}),
       cwd: this.resolve(opts.cwd ?? this.defaultCwd),
       env: {
         PATH: DEFAULT_PATH,

@@ -1,0 +1,71 @@
+// Unprivileged host steps: a `script` step on the host runs as the build user
+// ([build] user), in its own PID and mount namespace, with a private /tmp, and without
+// sight of what the builder keeps for itself. A small sh prologue, run as root inside
+// the step's fresh mount namespace (so every mount vanishes with the step), does:
+//
+//   - a private tmpfs on /tmp, /var/tmp and /dev/shm (the host's world-writable places);
+//   - the state directory (journal, build log, other builds' workspaces) covered by an
+//     empty tmpfs, with only this build's workspace put back at its own path;
+//   - every other private path (the file cache, the configuration, the secrets file,
+//     the TLS key) covered by an unreadable empty file or directory;
+//   - then the step itself, through setpriv: the build user's uid, gid and groups, no
+//     capabilities, no new privileges (setuid binaries cannot raise it again).
+//
+// The prologue stays PID 1 of the namespace and waits for the step instead of exec'ing
+// it, so PID 1 is root's: the step cannot read its environment (/proc/1/environ), and
+// the builder itself is not in the namespace at all, so it cannot be signalled.
+// Only the workspace is writable by the build user (it owns it; create() chowns it).
+
+export interface HostSandbox {
+  /** The user steps run as. */
+  readonly user: string;
+  /** The builder's state directory, which holds the workspaces. */
+  readonly statedir: string;
+  /** Files and directories the step must not reach (cache, config, secrets, TLS key). */
+  readonly hidden: readonly string[];
+}
+
+// The workspace is held as the shell's working directory while the state directory and
+// /tmp are covered (either may contain the other, or the workspace: test directories
+// live under /tmp), then bound back at its own path from ".", which mount(2) resolves
+// through the held directory (--no-canonicalize: mount(8) must not turn "." into the
+// now-covered path first).
+const PROLOGUE = `set -e
+user="$1"; ws="$2"; state="$3"; shift 3
+cwd="$PWD"
+cd "$ws"
+mount -t tmpfs -o nosuid,nodev,mode=0755 tmpfs "$state"
+mount -t tmpfs -o nosuid,nodev,mode=1777 tmpfs /tmp
+for d in /var/tmp /dev/shm; do
+  if [ -d "$d" ]; then mount -t tmpfs -o nosuid,nodev,mode=1777 tmpfs "$d"; fi
+done
+mkdir -p "$ws"
+mount --no-canonicalize --bind . "$ws"
+: > /tmp/.buildd-none; chmod 000 /tmp/.buildd-none; mkdir -m 000 /tmp/.buildd-nodir
+while [ "$1" != "--" ]; do
+  if [ -d "$1" ]; then mount --bind /tmp/.buildd-nodir "$1"
+  elif [ -e "$1" ]; then mount --bind /tmp/.buildd-none "$1"; fi
+  shift
+done
+shift
+rm -f /tmp/.buildd-none; rmdir /tmp/.buildd-nodir 2>/dev/null || true
+cd "$cwd"
+set +e
+setpriv --reuid="$user" --regid="$(id -g "$user")" --init-groups --inh-caps=-all --bounding-set=-all --no-new-privs -- "$@" &
+wait $!
+`;
+
+/** argv that runs `argv` sandboxed for the workspace `ws` (under the runner's mount ns). */
+export function sandboxWrap(sandbox: HostSandbox, ws: string): string[] {
+  return [
+    "sh",
+    "-c",
+    PROLOGUE,
+    "buildd-sandbox",
+    sandbox.user,
+    ws,
+    sandbox.statedir,
+    ...sandbox.hidden,
+    "--",
+  ];
+}

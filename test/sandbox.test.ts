@@ -1,0 +1,97 @@
+// Host `script` steps run unprivileged: as [build] user, in their own PID and mount
+// namespaces with a private /tmp, the workspace the only tree they can write, and no way
+// to the secrets file, the journal, the cache, the configuration or the builder itself —
+// while the build's own work succeeds and its secrets still reach it.
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import path from "node:path";
+import { after, before, describe, test } from "node:test";
+import { makeBuilderDirs, startBuilderProcess, type BuilderProcess } from "../harness/builder.js";
+import { runScriptBuild } from "../harness/scenario.js";
+import { basicHeader, createClient, type RpcClient } from "../harness/client.js";
+import { makeTarball, putInCache } from "../harness/fixtures.js";
+import { suiteLibrarian } from "../harness/suite.js";
+
+describe("unprivileged host steps", () => {
+  const lib = suiteLibrarian();
+  let p: BuilderProcess;
+  let root: string;
+
+  before(async () => {
+    // Not under /tmp (which every step sees as its own empty tmpfs): the paths must be
+    // hidden one by one, as on a real machine (/srv/buildd, /etc/buildd).
+    fs.mkdirSync(".cache", { recursive: true });
+    root = fs.mkdtempSync(path.join(path.resolve(".cache"), "sandbox-"));
+    const dirs = makeBuilderDirs(
+      {
+        builder: { filecache: "cache" },
+        auth: { password: "sandbox-rpc-pw-31" },
+      },
+      root,
+    );
+    p = await startBuilderProcess(dirs);
+  });
+  after(async () => {
+    await p?.kill("SIGTERM");
+    fs.rmSync(root, { recursive: true, force: true });
+  });
+
+  test("each reach outside the workspace fails; the build's own work succeeds", async () => {
+    const client = authClient(p);
+    const tree = await putInCache(client, lib(), makeTarball({ "src/in.txt": "input\n" }), "sbx");
+    const secrets = path.join(root, "secrets.conf");
+    const attempts: Record<string, string> = {
+      "read the secrets file": `cat ${secrets}`,
+      "read the configuration": `cat ${path.join(root, "buildd.conf")}`,
+      "open the journal": `cat ${path.join(root, "var", "buildd.sqlite")}`,
+      "write into the cache": `touch ${path.join(root, "cache", "planted")}`,
+      "list the cache": `ls ${path.join(root, "cache")}`,
+      "signal the builder": `kill -0 ${p.pid}`,
+      "read PID 1's environment": "cat /proc/1/environ",
+      "write outside the workspace": `touch ${path.join(root, "planted")}`,
+      "be root": 'test "$(id -u)" = 0',
+    };
+    const probe = Object.entries(attempts)
+      .map(
+        ([what, cmd]) =>
+          `if ${cmd} >/dev/null 2>&1; then echo "LEAK: ${what}"; else echo "denied: ${what}"; fi`,
+      )
+      .join("\n");
+    const s = await runScriptBuild(client, "SBX-1", tree, {
+      steps: [
+        { name: "probe", run: probe },
+        {
+          name: "work",
+          run: 'echo "$API_TOKEN" | wc -c > out.txt; cat src/in.txt >> out.txt; echo tmp > /tmp/t; cat /tmp/t >> out.txt; id -un >> out.txt',
+        },
+      ],
+      artifacts: ["out.txt"],
+      secrets: { API_TOKEN: "sandbox-token-58" },
+    });
+    const log = await fetchAuthed(`${p.url}/filecache/buildlog`);
+    // Output lines (the RUN line above them names both words).
+    for (const what of Object.keys(attempts))
+      assert.match(log, new RegExp(`^denied: ${what}$`, "m"));
+    assert.doesNotMatch(log, /^LEAK/m);
+    assert.equal(s["build_status"], "BuildStatus.OK", log);
+    assert.ok(!fs.existsSync(path.join(root, "cache", "planted")));
+    assert.ok(!fs.existsSync(path.join(root, "planted")));
+    assert.ok(!fs.existsSync("/tmp/t") || fs.readFileSync("/tmp/t", "utf8") !== "tmp\n");
+    const sum = (s["filemap"] as Record<string, string>)["out.txt"]!;
+    const out = await fetchAuthed(`${p.url}/filecache/${sum}`);
+    assert.equal(out, "17\ninput\ntmp\nbuildd\n");
+    assert.equal(await client.call("clean"), "BuilderStatus.IDLE");
+  });
+});
+
+const CREDENTIALS = { username: "buildd", password: "sandbox-rpc-pw-31" };
+
+function authClient(p: BuilderProcess): RpcClient {
+  return createClient(p.url, CREDENTIALS);
+}
+
+async function fetchAuthed(url: string): Promise<string> {
+  const res = await fetch(url, { headers: { authorization: basicHeader(CREDENTIALS) } });
+  assert.equal(res.status, 200, url);
+  return res.text();
+}
