@@ -10,7 +10,7 @@ import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { makeBuilderDirs, startBuilderProcess, type BuilderProcess } from "../harness/builder.js";
 import { basicHeader, createClient, type RpcClient } from "../harness/client.js";
-import { makeTarball, sha1, waitForState } from "../harness/fixtures.js";
+import { eventually, makeTarball, sha1, waitForState } from "../harness/fixtures.js";
 import { suiteLibrarian } from "../harness/suite.js";
 
 const SECRETS = {
@@ -45,6 +45,8 @@ describe("no secret leaks", () => {
     });
     p = await startBuilderProcess(dirs);
     client = createClient(p.url, CREDENTIALS);
+    // The web surface loads a moment after the builder listens: the pages must be up.
+    await eventually("the web surface is up", async () => (await fetch(`${p.url}/healthz`)).ok);
   });
   after(async () => {
     await p?.kill("SIGTERM");
