@@ -59,6 +59,9 @@ class Cluster {
     const uid = Number(execFileSync("id", ["-u", "postgres"], { encoding: "utf8" }).trim());
     const gid = Number(execFileSync("id", ["-g", "postgres"], { encoding: "utf8" }).trim());
     fs.chownSync(c.dir, uid, gid);
+    // The socket directory is open to other users, as Debian's /var/run/postgresql is:
+    // build steps connect as the unprivileged build user, not as root.
+    fs.chmodSync(c.dir, 0o755);
     try {
       c.asPostgres("initdb", ["-D", c.data, "--auth=trust", "-U", "postgres"]);
       c.start();

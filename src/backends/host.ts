@@ -9,7 +9,7 @@ import { DEFAULT_PATH } from "../process/environment.js";
 import type { ProcessRunner, RunningProcess } from "../process/runner.js";
 import type { Backend, RunOptions, StepIO } from "./backend.js";
 import { Tree } from "./inroot.js";
-import { sandboxWrap, type HostSandbox } from "./sandbox.js";
+import { keptDirectories, sandboxWrap, type HostSandbox } from "./sandbox.js";
 import { runToCompletion, removeTree, StepFailed } from "./util.js";
 
 export class HostBackend implements Backend {
@@ -63,20 +63,26 @@ export class HostBackend implements Backend {
 
   run(argv: readonly string[], log: BuildLog, opts: RunOptions = {}): RunningProcess {
     const sandbox = this.sandbox;
+    const env = {
+      PATH: DEFAULT_PATH,
+      HOME: this.workspace,
+      LANG: "C.UTF-8",
+      TMPDIR: "/tmp",
+      ...opts.env,
+    };
+    const keep = sandbox ? keptDirectories(env, this.workspace) : [];
     return this.runner.start({
       argv,
       log,
       ...(sandbox
-        ? { wrap: sandboxWrap(sandbox, this.workspace), isolation: { mount: true }, logArgv: argv }
+        ? {
+            wrap: sandboxWrap(sandbox, this.workspace, keep),
+            isolation: { mount: true },
+            logArgv: argv,
+          }
         : {}),
       cwd: this.resolve(opts.cwd ?? this.defaultCwd),
-      env: {
-        PATH: DEFAULT_PATH,
-        HOME: this.workspace,
-        LANG: "C.UTF-8",
-        TMPDIR: "/tmp",
-        ...opts.env,
-      },
+      env,
     });
   }
 

@@ -16,6 +16,9 @@
 // the builder itself is not in the namespace at all, so it cannot be signalled.
 // Only the workspace is writable by the build user (it owns it; create() chowns it).
 
+import fs from "node:fs";
+import path from "node:path";
+
 export interface HostSandbox {
   /** The user steps run as. */
   readonly user: string;
@@ -29,11 +32,20 @@ export interface HostSandbox {
 // /tmp are covered (either may contain the other, or the workspace: test directories
 // live under /tmp), then bound back at its own path from ".", which mount(2) resolves
 // through the held directory (--no-canonicalize: mount(8) must not turn "." into the
-// now-covered path first).
+// now-covered path first). Directories a capability hands the build under the covered
+// places (a PostgreSQL socket directory in /tmp) are held the same way, as open file
+// descriptors 3-9, and bound back from /proc/self/fd/N, a link the kernel resolves to
+// the directory itself whatever now covers its path.
 const PROLOGUE = `set -e
 user="$1"; ws="$2"; state="$3"; shift 3
 cwd="$PWD"
 cd "$ws"
+fd=2
+while [ "$1" != "--" ]; do
+  fd=$((fd + 1)); eval "exec $fd< \\"\\$1\\""; eval "keep$fd=\\"\\$1\\""
+  shift
+done
+shift
 mount -t tmpfs -o nosuid,nodev,mode=0755 tmpfs "$state"
 mount -t tmpfs -o nosuid,nodev,mode=1777 tmpfs /tmp
 for d in /var/tmp /dev/shm; do
@@ -41,6 +53,13 @@ for d in /var/tmp /dev/shm; do
 done
 mkdir -p "$ws"
 mount --no-canonicalize --bind . "$ws"
+while [ "$fd" -gt 2 ]; do
+  eval "keep=\\"\\$keep$fd\\""
+  mkdir -p "$keep"
+  mount --no-canonicalize --bind "/proc/self/fd/$fd" "$keep"
+  eval "exec $fd<&-"
+  fd=$((fd - 1))
+done
 : > /tmp/.buildd-none; chmod 000 /tmp/.buildd-none; mkdir -m 000 /tmp/.buildd-nodir
 while [ "$1" != "--" ]; do
   if [ -d "$1" ]; then mount --bind /tmp/.buildd-nodir "$1"
@@ -55,8 +74,39 @@ setpriv --reuid="$user" --regid="$(id -g "$user")" --init-groups --inh-caps=-all
 wait $!
 `;
 
-/** argv that runs `argv` sandboxed for the workspace `ws` (under the runner's mount ns). */
-export function sandboxWrap(sandbox: HostSandbox, ws: string): string[] {
+/** Where steps get a private empty directory instead of the host's. */
+const PRIVATE_DIRS = ["/tmp", "/var/tmp", "/dev/shm"];
+
+/**
+ * Directories named in a step's environment (PGHOST=/tmp/pg, a PATH entry) that lie in
+ * the places the sandbox makes private, and exist: a capability hands them to the build,
+ * so they stay visible (as they are; they are not the builder's).
+ */
+export function keptDirectories(env: Readonly<Record<string, string>>, ws: string): string[] {
+  const keep = new Set<string>();
+  for (const value of Object.values(env)) {
+    for (const part of value.split(":")) {
+      const dir = path.normalize(part);
+      if (!path.isAbsolute(dir) || dir === ws || dir.startsWith(`${ws}/`)) continue;
+      if (!PRIVATE_DIRS.some((d) => dir.startsWith(`${d}/`))) continue;
+      try {
+        if (fs.statSync(dir).isDirectory()) keep.add(dir);
+      } catch {
+        // not there: nothing to keep
+      }
+    }
+  }
+  // The prologue holds them as file descriptors 3-9.
+  return [...keep].sort().slice(0, MAX_KEPT);
+}
+
+const MAX_KEPT = 7;
+
+/**
+ * argv that runs a command sandboxed for the workspace `ws` (under the runner's mount
+ * namespace), keeping `keep` (see keptDirectories) visible.
+ */
+export function sandboxWrap(sandbox: HostSandbox, ws: string, keep: readonly string[]): string[] {
   return [
     "sh",
     "-c",
@@ -65,6 +115,8 @@ export function sandboxWrap(sandbox: HostSandbox, ws: string): string[] {
     sandbox.user,
     ws,
     sandbox.statedir,
+    ...keep,
+    "--",
     ...sandbox.hidden,
     "--",
   ];
