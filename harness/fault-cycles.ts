@@ -100,7 +100,7 @@ class Run {
     // Above info: the builder must be found without its "listening" log line.
     log: { level: "warn" },
   });
-  readonly gates = fs.mkdtempSync(path.join(os.tmpdir(), "buildd-faults-"));
+  readonly gates = openDirectory(fs.mkdtempSync(path.join(os.tmpdir(), "buildd-faults-")));
   /** In the argv of every process a build leaves running; no other process has it. */
   readonly marker: string;
   readonly tree = makeTarball({ README: "a tree for fault injection\n" });
@@ -531,4 +531,13 @@ export async function runFaultCycles(opts: FaultRunOptions): Promise<FaultFigure
   } finally {
     await run.close();
   }
+}
+
+/**
+ * A directory build steps may look into: they run as the unprivileged build user, and
+ * see it through their private /tmp because the build names it in its environment.
+ */
+function openDirectory(dir: string): string {
+  fs.chmodSync(dir, 0o755);
+  return dir;
 }

@@ -227,7 +227,10 @@ describe("buildd build script", () => {
       "--url",
       b.url,
       "--step",
-      `wait=while [ ! -e ${release} ]; do sleep 0.1; done; echo after-the-wait`,
+      'wait=while [ ! -e "$GATE" ]; do sleep 0.1; done; echo after-the-wait',
+      // Named in the environment: a step's private /tmp keeps what the build names.
+      "--env",
+      `GATE=${release}`,
       "-o",
       out,
     ];

@@ -133,7 +133,9 @@ describe("buildd status, logs, drain", () => {
       tree,
       {},
       {
-        steps: [{ name: "held", run: `while [ ! -e ${release} ]; do sleep 0.1; done` }],
+        // Named in the environment: a step's private /tmp keeps what the build names.
+        steps: [{ name: "held", run: 'while [ ! -e "$GATE" ]; do sleep 0.1; done' }],
+        environment: { GATE: release },
       },
     );
     const draining = buildd(["drain", "--wait", "--url", b.url]);

@@ -74,33 +74,44 @@ setpriv --reuid="$user" --regid="$(id -g "$user")" --init-groups --inh-caps=-all
 wait $!
 `;
 
+/** The prologue holds kept directories as file descriptors 3-9. */
+const MAX_KEPT = 7;
+
 /** Where steps get a private empty directory instead of the host's. */
 const PRIVATE_DIRS = ["/tmp", "/var/tmp", "/dev/shm"];
 
 /**
- * Directories named in a step's environment (PGHOST=/tmp/pg, a PATH entry) that lie in
- * the places the sandbox makes private, and exist: a capability hands them to the build,
- * so they stay visible (as they are; they are not the builder's).
+ * Directories named in a step's environment (PGHOST=/tmp/pg, a PATH entry, a file such
+ * as GATE=/tmp/dir/flag: its directory) that lie in the places the sandbox makes
+ * private, and exist: a capability or the build's own `environment` hands them to the
+ * steps on purpose, so they stay visible, with their own permissions (nothing the
+ * builder keeps for itself is ever under them).
  */
 export function keptDirectories(env: Readonly<Record<string, string>>, ws: string): string[] {
   const keep = new Set<string>();
   for (const value of Object.values(env)) {
     for (const part of value.split(":")) {
-      const dir = path.normalize(part);
-      if (!path.isAbsolute(dir) || dir === ws || dir.startsWith(`${ws}/`)) continue;
-      if (!PRIVATE_DIRS.some((d) => dir.startsWith(`${d}/`))) continue;
-      try {
-        if (fs.statSync(dir).isDirectory()) keep.add(dir);
-      } catch {
-        // not there: nothing to keep
-      }
+      if (!path.isAbsolute(part)) continue;
+      let dir = path.normalize(part);
+      if (dir === ws || dir.startsWith(`${ws}/`)) continue;
+      const under = PRIVATE_DIRS.find((d) => dir.startsWith(`${d}/`));
+      if (under === undefined) continue;
+      // The path itself if it is a directory, else the nearest directory above it that
+      // exists, but never the private place itself (that would undo its privacy).
+      while (dir !== under && !isDirectory(dir)) dir = path.dirname(dir);
+      if (dir !== under) keep.add(dir);
     }
   }
-  // The prologue holds them as file descriptors 3-9.
   return [...keep].sort().slice(0, MAX_KEPT);
 }
 
-const MAX_KEPT = 7;
+function isDirectory(p: string): boolean {
+  try {
+    return fs.statSync(p).isDirectory();
+  } catch {
+    return false;
+  }
+}
 
 /**
  * argv that runs a command sandboxed for the workspace `ws` (under the runner's mount
