@@ -18,6 +18,7 @@ const ALL = [
   "logtail",
   "lifecycle",
   "journal",
+  "web-poll",
   "startup",
   "unpack",
 ];
