@@ -3,11 +3,13 @@
 // build log) against plain `tar -xf` of the same file, RUNS runs each, interleaved, each
 // into a fresh directory, removed (and synced) between runs. Target: ≤ 1.1×.
 //
-// The tarball: the newest *.tar.zst in /root/.cache/buildd-test/, else
+// The tarball: the newest *.tar.zst in ~/.cache/buildd-test/ (where the test harness
+// caches it), else
 // /tmp/trial-chroot.tar.zst; without either, the benchmark says so and is skipped.
 
 import { spawn } from "node:child_process";
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { unpack } from "../src/backends/unpack.js";
 import { BuildLog } from "../src/log/buildlog.js";
@@ -27,7 +29,7 @@ import {
 } from "./lib.js";
 
 const RUNS = 3;
-const CACHE_DIR = "/root/.cache/buildd-test";
+const CACHE_DIR = path.join(os.homedir(), ".cache", "buildd-test");
 const FALLBACK = "/tmp/trial-chroot.tar.zst";
 
 function findTarball(): string | null {
