@@ -15,18 +15,17 @@ import { makeTarball, putInCache } from "../harness/fixtures.js";
 import { startLibrarian } from "../harness/librarian.js";
 import { createClient } from "../harness/client.js";
 import {
-  atMost,
-  atMostRatio,
+  addLatencyFigures,
   main,
   max,
   percentile,
-  Report,
   removeDir,
+  Report,
+  RpcConn,
   startBuilder,
   STATUS_BODY,
   tempDir,
   waitForState,
-  RpcConn,
 } from "./lib.js";
 
 const ROUNDS = 3;
@@ -96,23 +95,13 @@ await main("journal", async () => {
         measured.close();
       }
     }
-    const p99 = percentile(busy, 99);
-    const idleP99 = percentile(idle, 99);
-    report.add({
-      name: "status_p99_during_build",
-      value: p99,
-      unit: "ms",
-      ref: { name: "idle builder", value: idleP99 },
-      target: atMostRatio(p99 / idleP99, 2),
-      samples: busy.length,
-    });
-    report.add({
-      name: "status_worst_during_build",
-      value: max(busy),
-      unit: "ms",
-      ref: { name: "idle builder", value: max(idle) },
-      target: atMost(max(busy), 20, "ms"),
-      samples: busy.length,
+    addLatencyFigures(report, {
+      name: "status_during_build",
+      loaded: busy,
+      unloaded: idle,
+      refName: "idle builder",
+      maxRatio: 2,
+      worstMs: 20,
     });
 
     const dir = tempDir("commit");

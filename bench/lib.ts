@@ -720,3 +720,38 @@ export function firstLine(child: ChildProcess, timeoutMs = 20_000): Promise<stri
 export function syncDisks(): void {
   execFileSync("sync");
 }
+
+/**
+ * Two figures for latencies under some load against the same calls without it: p99
+ * (target: at most `maxRatio` times the unloaded p99) and worst (target: `worstMs`).
+ */
+export function addLatencyFigures(
+  report: Report,
+  opts: {
+    readonly name: string;
+    readonly loaded: readonly number[];
+    readonly unloaded: readonly number[];
+    readonly refName: string;
+    readonly maxRatio: number;
+    readonly worstMs: number;
+  },
+): void {
+  const p99 = percentile(opts.loaded, 99);
+  const refP99 = percentile(opts.unloaded, 99);
+  report.add({
+    name: `${opts.name}_p99`,
+    value: p99,
+    unit: "ms",
+    ref: { name: opts.refName, value: refP99 },
+    target: atMostRatio(p99 / refP99, opts.maxRatio),
+    samples: opts.loaded.length,
+  });
+  report.add({
+    name: `${opts.name}_worst`,
+    value: max(opts.loaded),
+    unit: "ms",
+    ref: { name: opts.refName, value: max(opts.unloaded) },
+    target: atMost(max(opts.loaded), opts.worstMs, "ms"),
+    samples: opts.loaded.length,
+  });
+}

@@ -6,10 +6,8 @@
 
 import http from "node:http";
 import {
-  atMost,
-  atMostRatio,
+  addLatencyFigures,
   main,
-  max,
   percentile,
   Report,
   RpcConn,
@@ -76,23 +74,13 @@ await main("web-poll", async () => {
       polling = false;
       await poller;
     }
-    const p99 = percentile(polled, 99);
-    const quietP99 = percentile(quiet, 99);
-    report.add({
-      name: "status_p99_while_polled",
-      value: p99,
-      unit: "ms",
-      ref: { name: "nobody polling", value: quietP99 },
-      target: atMostRatio(p99 / quietP99, 1.1),
-      samples: polled.length,
-    });
-    report.add({
-      name: "status_worst_while_polled",
-      value: max(polled),
-      unit: "ms",
-      ref: { name: "nobody polling", value: max(quiet) },
-      target: atMost(max(polled), 20, "ms"),
-      samples: polled.length,
+    addLatencyFigures(report, {
+      name: "status_while_polled",
+      loaded: polled,
+      unloaded: quiet,
+      refName: "nobody polling",
+      maxRatio: 1.1,
+      worstMs: 20,
     });
     report.add({
       name: "status_p50_while_polled",
