@@ -100,12 +100,16 @@ export interface BuilderOverrides {
 }
 
 /** The real backends; host steps sandboxed as `buildUser` when there is one (root). */
-function realBackends(config: Config, buildUser: string | null): BackendFactory {
+function realBackends(
+  config: Config,
+  buildUser: { user: string; gid: number } | null,
+): BackendFactory {
   const sandbox: HostSandbox | null =
     buildUser === null
       ? null
       : {
-          user: buildUser,
+          user: buildUser.user,
+          gid: buildUser.gid,
           statedir: config.builder.statedir,
           hidden: [
             config.builder.filecache,

@@ -79,10 +79,10 @@ export async function ensureBuildUser(
   config: Config,
   runner: ProcessRunner,
   log: Logger,
-): Promise<string | null> {
+): Promise<{ user: string; gid: number } | null> {
   if (process.getuid?.() !== 0) return null;
   const user = config.build.user;
-  if (await userExists(runner, user)) return user;
+  if (await userExists(runner, user)) return { user, gid: await primaryGid(runner, user) };
   const made = await runner.capture({
     argv: [
       "useradd",
@@ -106,7 +106,20 @@ export async function ensureBuildUser(
   }
   if (!raced)
     log.warn({ user }, "created the system user that host build steps run as ([build] user)");
-  return user;
+  return { user, gid: await primaryGid(runner, user) };
+}
+
+/** The user's primary group id, resolved once so that no step needs to ask. */
+async function primaryGid(runner: ProcessRunner, user: string): Promise<number> {
+  const r = await runner.capture({ argv: ["id", "-g", user], isolation: { pid: false } });
+  const gid = Number(r.stdout.trim());
+  if (r.exitCode !== 0 || r.stdout.trim() === "" || !Number.isInteger(gid)) {
+    throw new BuilddError(
+      "BUILDD_ERR_CONFIG",
+      `[build] user ${user}: cannot read its group (id -g: ${r.stderr.trim() || r.error || `exit status ${r.exitCode}`})`,
+    );
+  }
+  return gid;
 }
 
 async function userExists(runner: ProcessRunner, user: string): Promise<boolean> {

@@ -22,6 +22,8 @@ import path from "node:path";
 export interface HostSandbox {
   /** The user steps run as. */
   readonly user: string;
+  /** Its primary group's id (resolved once at start-up, not per step). */
+  readonly gid: number;
   /** The builder's state directory, which holds the workspaces. */
   readonly statedir: string;
   /** Files and directories the step must not reach (cache, config, secrets, TLS key). */
@@ -37,7 +39,7 @@ export interface HostSandbox {
 // descriptors 3-9, and bound back from /proc/self/fd/N, a link the kernel resolves to
 // the directory itself whatever now covers its path.
 const PROLOGUE = `set -e
-user="$1"; ws="$2"; state="$3"; shift 3
+user="$1"; group="$2"; ws="$3"; state="$4"; shift 4
 cwd="$PWD"
 cd "$ws"
 fd=2
@@ -60,17 +62,16 @@ while [ "$fd" -gt 2 ]; do
   eval "exec $fd<&-"
   fd=$((fd - 1))
 done
-: > /tmp/.buildd-none; chmod 000 /tmp/.buildd-none; mkdir -m 000 /tmp/.buildd-nodir
+(umask 777; : > /tmp/.buildd-none); mkdir -m 000 /tmp/.buildd-nodir
 while [ "$1" != "--" ]; do
   if [ -d "$1" ]; then mount --bind /tmp/.buildd-nodir "$1"
   elif [ -e "$1" ]; then mount --bind /tmp/.buildd-none "$1"; fi
   shift
 done
 shift
-rm -f /tmp/.buildd-none; rmdir /tmp/.buildd-nodir 2>/dev/null || true
 cd "$cwd"
 set +e
-setpriv --reuid="$user" --regid="$(id -g "$user")" --init-groups --inh-caps=-all --bounding-set=-all --no-new-privs -- "$@" &
+setpriv --reuid="$user" --regid="$group" --init-groups --inh-caps=-all --bounding-set=-all --no-new-privs -- "$@" &
 wait $!
 `;
 
@@ -124,6 +125,7 @@ export function sandboxWrap(sandbox: HostSandbox, ws: string, keep: readonly str
     PROLOGUE,
     "buildd-sandbox",
     sandbox.user,
+    String(sandbox.gid),
     ws,
     sandbox.statedir,
     ...keep,
