@@ -1,7 +1,10 @@
 // The builder: the one owner of the state machine IDLE → BUILDING → (ABORTING) → WAITING
-// → CLEANING → IDLE. Every transition is in TRANSITIONS; an illegal one is a typed error
-// with the table's message (the reference's wording, which managers may match on) and
-// where the builder is and what to do, which the dispatcher turns into fault 8002.
+// → CLEANING → IDLE. Every transition is in TRANSITIONS (transitions.ts); an illegal one
+// is a typed error with the table's message (the reference's wording, which managers may
+// match on) and where the builder is and what to do, which the dispatcher turns into
+// fault 8002. At ~550 lines it is the largest module on purpose: every phase of the one
+// state machine — start, finish, clean, shutdown, recovery — changes the builder's state
+// here and nowhere else.
 //
 // A transition is one synchronous step: the check, the journal write and the change in
 // memory happen with no await in between, so no other call can observe or act on a
@@ -31,6 +34,7 @@ import { isStruct, type Struct, type Value } from "../protocol/values.js";
 import { BuildLog, readLogTail } from "../log/buildlog.js";
 import type { BuildRecord, Journal } from "./journal.js";
 import { RunningBuild } from "./running-build.js";
+import { TRANSITIONS, situation, type Transition } from "./transitions.js";
 import type { Drain } from "./drain.js";
 import type { BuildGate } from "../protocol/gate.js";
 import type { StatusSnapshot } from "../protocol/status.js";
@@ -42,46 +46,12 @@ import {
   type BuilderState,
 } from "../protocol/states.js";
 
-const TRANSITIONS = {
-  start: {
-    from: [BuilderStatus.IDLE],
-    to: BuilderStatus.BUILDING,
-    refusal: "Builder is not IDLE when asked to start building",
-  },
-  abort: {
-    from: [BuilderStatus.BUILDING],
-    to: BuilderStatus.ABORTING,
-    refusal: "Builder is not BUILDING when asked to abort",
-  },
-  finish: {
-    from: [BuilderStatus.BUILDING, BuilderStatus.ABORTING],
-    to: BuilderStatus.WAITING,
-    refusal: "Builder is not BUILDING or ABORTING when a build finished",
-  },
-  clean: {
-    from: [BuilderStatus.WAITING],
-    to: "CLEANING",
-    refusal: "Builder is not WAITING when asked to clean",
-  },
-  cleaned: {
-    from: ["CLEANING"],
-    to: BuilderStatus.IDLE,
-    refusal: "Builder is not CLEANING when a clean finished",
-  },
-} as const satisfies Record<
-  string,
-  { from: readonly BuilderPhase[]; to: BuilderPhase; refusal: string }
->;
-type Transition = keyof typeof TRANSITIONS;
-
 /** Results whose filemap and dependencies the manager collects (protocol: WAITING). */
 const WITH_FILES: readonly BuildResult[] = [
   BuildStatus.OK,
   BuildStatus.PACKAGEFAIL,
   BuildStatus.DEPFAIL,
 ];
-
-const short = (s: string): string => s.replace("BuilderStatus.", "").replace("BuildStatus.", "");
 
 /**
  * Every string in a value through the build's scrubber: the journal keeps what the build
@@ -159,38 +129,14 @@ export class Builder {
     return path.join(this.deps.statedir, "builds", String(seq));
   }
 
-  /** Where the builder is and what the caller can do, for a refused transition. */
-  private situation(t: Transition): string {
-    const cur = this.current;
-    const id = cur ? `build ${JSON.stringify(cur.record.buildId)}` : "";
-    const result = cur?.record.buildStatus ? ` (${short(cur.record.buildStatus)})` : "";
-    switch (this.phase) {
-      case BuilderStatus.IDLE:
-        return t === "abort"
-          ? "it is IDLE; there is no build to abort"
-          : "it is IDLE; there is no build to clean up";
-      case BuilderStatus.BUILDING:
-        return t === "start"
-          ? `it is BUILDING ${id}; call abort() first, or wait for it to finish`
-          : `it is BUILDING ${id}; call abort() first, then clean() once it is WAITING`;
-      case BuilderStatus.ABORTING:
-        return `it is ABORTING ${id}; wait until it is WAITING, then call clean()`;
-      case BuilderStatus.WAITING:
-        return t === "start"
-          ? `it is WAITING with ${id}${result}; collect its files and call clean() first`
-          : `it is WAITING with ${id}${result}, which has already finished; call clean()`;
-      case "CLEANING":
-        return this.cleanFailure
-          ? `cleaning up after ${id} failed (${this.cleanFailure}); call clean() again`
-          : `it is cleaning up after ${id}; wait for clean() to return`;
-    }
-  }
-
   /** Throws the transition's refusal unless it is allowed from the current phase. */
   private check(t: Transition): void {
     const spec = TRANSITIONS[t];
     if (!(spec.from as readonly BuilderPhase[]).includes(this.phase)) {
-      throw illegalState(`${spec.refusal}: ${this.situation(t)}`);
+      const cur = this.current;
+      throw illegalState(
+        `${spec.refusal}: ${situation(t, this.phase, cur?.record ?? null, this.cleanFailure)}`,
+      );
     }
   }
 
