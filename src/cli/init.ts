@@ -24,12 +24,6 @@ export interface InitOptions {
 export const CONFIG_NAME = "buildd.conf";
 export const SECRETS_NAME = "secrets.conf";
 
-/**
- * Whether the configuration reads a secrets file ([builder] secrets). Until it does, the
- * password goes in buildd.conf itself, which is then created with mode 0600 too.
- */
-const SECRETS_FILE_KNOWN = CONFIG_KEYS.some((k) => k.section === "builder" && k.key === "secrets");
-
 /** Comment lines of at most ~88 columns. */
 function comment(text: string, width = 86): string[] {
   const out: string[] = [];
@@ -52,12 +46,8 @@ export function configText(set: ReadonlyMap<string, string>): string {
     "# buildd configuration, written by `buildd init`. Every key of every section is listed",
     "# with its default; a commented key has that default. Relative paths resolve against",
     "# this file's folder. See docs/configuration.md for the types and ranges.",
-    ...(SECRETS_FILE_KNOWN
-      ? ["# Secret values ([auth] password) are in the secrets file named by [builder] secrets."]
-      : [
-          "#",
-          "# This file holds [auth] password: keep it readable by the builder's user only (0600).",
-        ]),
+    "# Secret values ([auth] password) are in the secrets file named by [builder] secrets;",
+    "# buildd refuses them here.",
   ];
   let section: string | null = null;
   const keys = CONFIG_KEYS.filter((k: KeySpec) => k.type.kind !== "ignored");
@@ -132,7 +122,8 @@ export function init(dir: string, opts: InitOptions, out: NodeJS.WritableStream)
   const secretsFile = path.join(root, SECRETS_NAME);
   // Base64url: no ";" or "#", so the value needs no quoting in the INI file.
   const password = opts.auth ? randomBytes(24).toString("base64url") : "";
-  const separate = SECRETS_FILE_KNOWN && password !== "";
+  // The password goes to the secrets file; buildd refuses a secret in buildd.conf.
+  const separate = password !== "";
   const set = new Map<string, string>([
     ["builder.filecache", "var/filecache"],
     ["builder.statedir", "var"],
@@ -142,7 +133,6 @@ export function init(dir: string, opts: InitOptions, out: NodeJS.WritableStream)
     ["log.level", "info"],
   ]);
   if (separate) set.set("builder.secrets", SECRETS_NAME);
-  else set.set("auth.password", password);
   for (const f of separate ? [file, secretsFile] : [file]) if (fs.existsSync(f)) throw exists(f);
   fs.mkdirSync(root, { recursive: true, mode: 0o750 });
   const written: string[] = [];
@@ -151,7 +141,7 @@ export function init(dir: string, opts: InitOptions, out: NodeJS.WritableStream)
       writeNew(secretsFile, SECRETS_TEXT(password), 0o600);
       written.push(secretsFile);
     }
-    writeNew(file, configText(set), separate || password === "" ? 0o644 : 0o600);
+    writeNew(file, configText(set), 0o644);
     written.push(file);
     // What init writes must load: check it the way `buildd serve` will.
     loadConfig({ file });
@@ -165,16 +155,15 @@ export function init(dir: string, opts: InitOptions, out: NodeJS.WritableStream)
     }
     throw err;
   }
-  const where = separate ? secretsFile : file;
   const host = opts.bindhost.includes(":") ? `[${opts.bindhost}]` : opts.bindhost;
   out.write(
     `wrote ${file}\n` +
       (password !== ""
-        ? `wrote the generated [auth] password to ${where} (mode 0600)\n`
+        ? `wrote the generated [auth] password to ${secretsFile} (mode 0600)\n`
         : "no password (--no-auth): anyone who reaches the port may drive the builder\n") +
       `start the builder:  buildd serve --config ${file}\n` +
       (password !== ""
-        ? `a manager's URL for it: http://buildd:PASSWORD@${host}:${port}/ (PASSWORD: [auth] password in ${where})\n`
+        ? `a manager's URL for it: http://buildd:PASSWORD@${host}:${port}/ (PASSWORD: [auth] password in ${secretsFile})\n`
         : `a manager's URL for it: http://${host}:${port}/\n`),
   );
 }
