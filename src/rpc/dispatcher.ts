@@ -13,7 +13,7 @@ import { isStruct } from "../protocol/values.js";
 import { scrubText } from "../log/scrub.js";
 
 /** What a parameter may be on the wire. `?` allows nil. */
-export type ParamType = "string" | "string?" | "struct" | "any";
+export type ParamType = "string" | "string?" | "struct" | "value";
 
 export interface MethodDef {
   /** Fixed signature, or "variadic" for echo. */
@@ -27,7 +27,7 @@ const TYPE_NAMES: Record<ParamType, string> = {
   string: "a string",
   "string?": "a string or nil",
   struct: "a struct",
-  any: "a value",
+  value: "a value",
 };
 
 function matches(type: ParamType, v: XmlRpcValue | undefined): boolean {
@@ -38,7 +38,7 @@ function matches(type: ParamType, v: XmlRpcValue | undefined): boolean {
       return typeof v === "string" || v === null;
     case "struct":
       return isStruct(v);
-    case "any":
+    case "value":
       return v !== undefined;
   }
 }
