@@ -179,10 +179,13 @@ async function serveOn(
     logger: log,
     runner: processRunner,
   });
-  // Probed before the first call can arrive, so build() never judges on no information.
-  await capabilities.probeAll();
-  const arch = await hostArchitecture(config, processRunner);
-  const buildUser = overrides.backends ? null : await ensureBuildUser(config, processRunner, log);
+  // Before the first call can arrive (build() never judges capabilities on no
+  // information), and side by side: each waits on processes of its own.
+  const [, arch, buildUser] = await Promise.all([
+    capabilities.probeAll(),
+    hostArchitecture(config, processRunner),
+    overrides.backends ? null : ensureBuildUser(config, processRunner, log),
+  ]);
   const journal = new Journal(db);
   // Counted from the journal's record of each end, recovered builds included.
   const buildStats = new BuildStats();

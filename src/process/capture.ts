@@ -3,9 +3,8 @@
 // timeouts and cancelling kill the whole tree with our own ladder (tree.ts).
 
 import { execa } from "execa";
-import { defaultEnv } from "./environment.js";
 import { commandLine } from "./isolation.js";
-import type { CaptureResult, CaptureSpec } from "./spec.js";
+import { spawnBasics, type CaptureResult, type CaptureSpec } from "./spec.js";
 import { ProcessTree, startFailure } from "./tree.js";
 
 const DEFAULT_MAX = 1024 * 1024;
@@ -19,15 +18,10 @@ export async function capture(spec: CaptureSpec): Promise<CaptureResult> {
   let subprocess;
   try {
     subprocess = execa(command[0]!, command.slice(1), {
-      cwd: spec.cwd,
-      env: { ...(spec.env ?? defaultEnv()) },
-      extendEnv: false,
-      stdin: "ignore",
+      ...spawnBasics(spec),
       all: true,
       maxBuffer: maxBytes,
       stripFinalNewline: false,
-      reject: false,
-      detached: true,
     });
   } catch (e) {
     return { ...none, exitCode: null, signal: null, error: startFailure((e as Error).message) };

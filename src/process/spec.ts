@@ -4,6 +4,7 @@
 // was given, so tests can hand them a recording one instead (harness/recording-runner.ts).
 
 import type { BuildLog } from "../log/buildlog.js";
+import { defaultEnv } from "./environment.js";
 
 /**
  * How a command is isolated. By default it runs as PID 1 of a fresh PID namespace, so
@@ -90,6 +91,22 @@ export interface CaptureResult extends RunResult {
    * its output exceeded maxBytes); null when it did. A non-zero exit is not an error here.
    */
   readonly error: string | null;
+}
+
+/**
+ * What every command the runner spawns shares, whether its output streams or is
+ * captured: its given environment only, no stdin, exit codes as results, and its own
+ * process group (the fallback kill target, and unshare's group when isolated).
+ */
+export function spawnBasics(spec: Pick<CaptureSpec, "cwd" | "env">) {
+  return {
+    cwd: spec.cwd,
+    env: { ...(spec.env ?? defaultEnv()) },
+    extendEnv: false,
+    stdin: "ignore",
+    reject: false,
+    detached: true,
+  } as const;
 }
 
 export interface ProcessRunner {

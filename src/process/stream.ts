@@ -5,10 +5,9 @@
 import readline from "node:readline";
 import { execa } from "execa";
 import type { BuildLogStream } from "../log/buildlog.js";
-import { defaultEnv } from "./environment.js";
 import { commandLine } from "./isolation.js";
 import { killAlive } from "./pidns.js";
-import type { RunResult, RunSpec, RunningProcess } from "./spec.js";
+import { spawnBasics, type RunResult, type RunSpec, type RunningProcess } from "./spec.js";
 import { ProcessTree, startFailure } from "./tree.js";
 
 /** How often a held-back partial line is flushed to the log. */
@@ -41,15 +40,9 @@ export function startStreaming(spec: RunSpec): RunningProcess {
   let subprocess;
   try {
     subprocess = execa(command[0]!, command.slice(1), {
-      cwd: spec.cwd,
-      env: { ...(spec.env ?? defaultEnv()) },
-      extendEnv: false,
-      stdin: "ignore",
+      ...spawnBasics(spec),
       buffer: false,
       encoding: "buffer",
-      reject: false,
-      // Own process group: the fallback kill target (and unshare's group when isolated).
-      detached: true,
     });
   } catch (e) {
     // Invalid arguments (a NUL byte in argv or env) throw instead of failing the promise.
