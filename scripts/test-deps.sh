@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite needs (chroot builds, PostgreSQL for the
 # capability tests, systemd-analyze for the unit file, chromium for the status page's
-# browser test). Run by `npm test` before the tests; does nothing when everything is
+# browser test, a real Buildbot master and the Python worker for the Buildbot tests and
+# benchmark). Run by `npm test` before the tests; does nothing when everything is
 # there already, and only reports when not root (the tests that need these then skip,
 # saying why).
 set -euo pipefail
 
-packages=(mmdebstrap zstd dpkg-dev debhelper fakeroot util-linux postgresql postgresql-client systemd chromium openssl curl iproute2)
+packages=(mmdebstrap zstd dpkg-dev debhelper fakeroot util-linux postgresql postgresql-client systemd chromium openssl curl iproute2 buildbot buildbot-worker)
 # The unprivileged user host build steps run as ([build] user). The builder creates it
 # itself at start-up when root; made here first so that builders the tests start at the
 # same moment never race to create it.
