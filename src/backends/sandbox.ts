@@ -11,6 +11,9 @@
 //   - then the step itself, through setpriv: the build user's uid, gid and groups, no
 //     capabilities, no new privileges (setuid binaries cannot raise it again).
 //
+// The step gets the prologue's stdin through fd 3: sh gives a background job /dev/null
+// as its stdin unless the job redirects it itself (a Buildbot step's initial_stdin).
+//
 // The prologue stays PID 1 of the namespace and waits for the step instead of exec'ing
 // it, so PID 1 is root's: the step cannot read its environment (/proc/1/environ), and
 // the builder itself is not in the namespace at all, so it cannot be signalled.
@@ -71,7 +74,9 @@ done
 shift
 cd "$cwd"
 set +e
-setpriv --reuid="$user" --regid="$group" --init-groups --inh-caps=-all --bounding-set=-all --no-new-privs -- "$@" &
+exec 3<&0
+setpriv --reuid="$user" --regid="$group" --init-groups --inh-caps=-all --bounding-set=-all --no-new-privs -- "$@" <&3 3<&- &
+exec 3<&-
 wait $!
 `;
 

@@ -32,7 +32,23 @@ export interface BuildLogStream {
   end(): void;
 }
 
-export class BuildLog {
+/**
+ * Where a command's output goes: the build log (one file, both streams in it), or a sink
+ * that keeps stdout and stderr apart (the Buildbot worker sends them to the master as two
+ * kinds of update). The runner (src/process/stream.ts) writes only through this.
+ */
+export interface OutputSink {
+  /** Where the output goes, for messages (the build log's path). */
+  readonly path: string;
+  /** Note a command about to run (the RUN line), scrubbed. */
+  logCommand(argv: readonly string[]): void;
+  /** Whole text the runner says itself ("failed to start …"), scrubbed. */
+  write(text: string | Buffer): void;
+  /** A sink for one of the child's output streams; called once for each. */
+  stream(which: "stdout" | "stderr"): BuildLogStream;
+}
+
+export class BuildLog implements OutputSink {
   private fd: number | null;
   private bytes: number;
   private over = false;
@@ -89,7 +105,8 @@ export class BuildLog {
   /**
    * A sink for a stream of arbitrary chunks (child output). Chunks may split a credential
    * anywhere, so it goes through a StreamScrubber rather than write(); call end() when
-   * the stream closes to emit what is held back.
+   * the stream closes to emit what is held back. Both of a child's streams go to the
+   * same file, so which one this is does not matter here.
    */
   stream(): BuildLogStream {
     const scrubber = new StreamScrubber(this.opts.scrubber);

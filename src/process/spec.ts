@@ -3,7 +3,7 @@
 // backends, the unpacker, capability probes, removal, dpkg — holds a ProcessRunner it
 // was given, so tests can hand them a recording one instead (harness/recording-runner.ts).
 
-import type { BuildLog } from "../log/buildlog.js";
+import type { OutputSink } from "../log/buildlog.js";
 import { defaultEnv } from "./environment.js";
 
 /**
@@ -35,8 +35,13 @@ interface CommandSpec {
 
 /** A command whose output streams, scrubbed, into a build log (build steps, tar). */
 export interface RunSpec extends CommandSpec {
-  /** Gets the RUN line and all output, scrubbed. */
-  readonly log: BuildLog;
+  /** Gets the RUN line and all output, scrubbed (a BuildLog, or stdout and stderr apart). */
+  readonly log: OutputSink;
+  /**
+   * Written to the command's stdin, which is then closed (a Buildbot step's
+   * `initial_stdin`). Without it stdin is /dev/null, as for every other command.
+   */
+  readonly stdin?: string | Buffer;
   /**
    * Where stdout goes: the log (default), or one call per line instead (the unpacker reads
    * tar's listing this way; it does not reach the log).

@@ -41,6 +41,9 @@ export function startStreaming(spec: RunSpec): RunningProcess {
   try {
     subprocess = execa(command[0]!, command.slice(1), {
       ...spawnBasics(spec),
+      // execa writes the input into a pipe and closes it; a command that does not read
+      // it is not held up (a write into a closed pipe is ignored).
+      ...(spec.stdin === undefined ? {} : { stdin: "pipe" as const, input: spec.stdin }),
       buffer: false,
       encoding: "buffer",
     });
@@ -57,8 +60,8 @@ export function startStreaming(spec: RunSpec): RunningProcess {
   }
   const tree = new ProcessTree(subprocess, subprocess, isolated);
 
-  const out: BuildLogStream = log.stream();
-  const err: BuildLogStream = log.stream();
+  const out: BuildLogStream = log.stream("stdout");
+  const err: BuildLogStream = log.stream("stderr");
   const onLine = spec.stdout;
   if (typeof onLine === "function") {
     readline
