@@ -10,9 +10,15 @@ import type { BuildLogStream, OutputSink } from "../src/log/buildlog.js";
 import { processRunner } from "../src/process/runner.js";
 import { sandboxWrap } from "../src/backends/sandbox.js";
 
+interface Got {
+  stdout: string;
+  stderr: string;
+  said: string;
+}
+
 /** A sink that keeps what each stream got. */
-function recordingSink(): OutputSink & { got: Record<string, string> } {
-  const got: Record<string, string> = { stdout: "", stderr: "", said: "" };
+function recordingSink(): OutputSink & { got: Got } {
+  const got: Got = { stdout: "", stderr: "", said: "" };
   return {
     path: "test sink",
     got,
