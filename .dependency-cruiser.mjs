@@ -87,8 +87,8 @@ export const LAYERS = [
   {
     name: "buildbot",
     path: "^src/buildbot/",
-    may: ["protocol", "errors", "auth", "log"],
-    why: "the Buildbot worker connection",
+    may: ["backends", "process", "protocol", "errors", "auth", "log"],
+    why: "the Buildbot worker: its steps run through the same runner, sandbox and path checks as a Launchpad build's",
   },
   // ── the listener, then composition ────────────────────────────────────────────────────
   {

@@ -36,6 +36,7 @@ import type { BuildRecord, Journal } from "./journal.js";
 import { RunningBuild } from "./running-build.js";
 import { TRANSITIONS, situation, type Transition } from "./transitions.js";
 import type { Drain } from "./drain.js";
+import type { SlotLease, Slots } from "../protocol/slots.js";
 import type { BuildGate } from "../protocol/gate.js";
 import type { StatusSnapshot } from "../protocol/status.js";
 import {
@@ -84,6 +85,11 @@ export interface BuilderDeps {
   readonly gate?: BuildGate;
   /** The operator's drain flag (journaled): build() is refused while it is set. */
   readonly drain?: Drain;
+  /**
+   * The machine's build slots, shared with the Buildbot worker: a build holds one from
+   * build() until its processes have ended, and build() is refused when none is free.
+   */
+  readonly slots?: Slots;
 }
 
 interface Current {
@@ -94,6 +100,8 @@ interface Current {
   extraStatus: Struct;
   scrubber: Scrubber;
   finished: Promise<void> | null;
+  /** Its build slot, given back when the build ends (finish()). */
+  slot: SlotLease | null;
 }
 
 export type BuildReply = [string, string];
@@ -257,14 +265,22 @@ export class Builder {
     // ends the build as BUILDERFAIL (WAITING), never a builder stuck in BUILDING.
     const backendKind = type.backendFor(parsed);
     const extraStatus = scrubValues({ ...gate.extraStatus }, scrubber);
-    const seq = journal.begin({
-      buildId,
-      buildType: typeName,
-      backend: backendKind,
-      chrootSha1,
-      filemap: files,
-      args: scrubValues(type.journalArgs(args), scrubber),
-    });
+    // The last check, because it is the only one that takes something: a slot.
+    const slot = this.takeSlot(buildId);
+    let seq: number;
+    try {
+      seq = journal.begin({
+        buildId,
+        buildType: typeName,
+        backend: backendKind,
+        chrootSha1,
+        filemap: files,
+        args: scrubValues(type.journalArgs(args), scrubber),
+      });
+    } catch (err) {
+      slot?.release();
+      throw err;
+    }
     this.transition("start");
     const cur: Current = {
       record: journal.get(seq)!,
@@ -273,6 +289,7 @@ export class Builder {
       extraStatus,
       scrubber,
       finished: null,
+      slot,
     };
     this.current = cur;
     try {
@@ -289,6 +306,19 @@ export class Builder {
     }
     this.deps.logger.info({ buildId, type: typeName, seq }, "build started");
     return [BuilderStatus.BUILDING, buildId];
+  }
+
+  /** A slot for the build, or the refusal that says who holds them all. */
+  private takeSlot(buildId: string): SlotLease | null {
+    const slots = this.deps.slots;
+    if (slots === undefined) return null;
+    const lease = slots.tryAcquire({ kind: "launchpad", label: buildId });
+    if (lease === null) {
+      throw illegalState(
+        `Builder is full: ${slots.describeFull()}; send the build to another builder or try again when one finishes`,
+      );
+    }
+    return lease;
   }
 
   /** Journal.sync(), logged rather than thrown: the commit itself already happened. */
@@ -426,6 +456,10 @@ export class Builder {
     cur.record = this.deps.journal.get(seq) ?? cur.record;
     this.deps.cache.release(`build:${seq}`);
     cur.run = null;
+    // Its processes have ended (the steps, then the backend's stop): the machine is free
+    // for the next build of either kind, though this one's files wait for clean().
+    cur.slot?.release();
+    cur.slot = null;
     this.deps.logger.info({ buildId: cur.record.buildId, status }, "build finished");
   }
 
@@ -517,6 +551,8 @@ export class Builder {
       extraStatus: current.extraStatus,
       scrubber: createScrubber([]),
       finished: null,
+      // recover() runs before either coordinator is served: nothing to share with yet.
+      slot: null,
     };
     this.phase = state;
     if (state === BuilderStatus.WAITING) {
