@@ -6,6 +6,7 @@ import { VERSION } from "./version.js";
 import { CliError, EXIT } from "./cli/errors.js";
 import { history } from "./cli/history.js";
 import { init } from "./cli/init.js";
+import type { CreateWorkerOptions } from "./cli/create-worker.js";
 import { status } from "./cli/status.js";
 import { logs } from "./cli/logs.js";
 import { drain, undrain } from "./cli/drain.js";
@@ -73,6 +74,36 @@ program
   .option("--no-auth", "no password: anyone who reaches the port may drive the builder")
   .action((dir: string, opts: { bindhost: string; port: string; auth: boolean }) =>
     init(dir, opts, process.stdout),
+  );
+
+program
+  .command("create-worker")
+  .description("write a Buildbot worker's buildd.conf and secrets file into a new directory")
+  .argument("<basedir>", "the worker's directory (created if missing; state goes in BASEDIR/var)")
+  .argument("<master>", "the master's worker port, HOST:PORT (msgpack_experimental_v7)")
+  .argument("<name>", "the worker's name, as the master's Worker() lists it")
+  .argument("<password>", "the worker's password on the master (kept in BASEDIR/secrets.conf)")
+  .option("--max-builds <n>", "builds at once, of both kinds together", "1")
+  .option("--admin <text>", "who looks after this worker, for the master's worker page")
+  .option("--host <text>", "a description of this machine, for the master's worker page")
+  .option("--bindhost <address>", "the address the XML-RPC side listens on", "127.0.0.1")
+  .option("--port <port>", "the port the XML-RPC side listens on", "8221")
+  .action(
+    async (
+      dir: string,
+      master: string,
+      name: string,
+      password: string,
+      opts: CreateWorkerOptions,
+    ) =>
+      (await import("./cli/create-worker.js")).createWorker(
+        dir,
+        master,
+        name,
+        password,
+        opts,
+        process.stdout,
+      ),
   );
 
 targetOptions(program.command("status").description("show what a running builder is doing"))

@@ -43,6 +43,10 @@ export async function defaultArchitecture(runner: ProcessRunner): Promise<string
 export function ensureDirectories(config: Config): void {
   ensureDirectory(config, "[builder] statedir", config.builder.statedir);
   ensureDirectory(config, "[builder] filecache", config.builder.filecache);
+  if (config.buildbot !== null) {
+    ensureDirectory(config, "[buildbot] basedir", config.buildbot.basedir);
+    ensureDirectory(config, "[buildbot] shared_cache", config.buildbot.sharedCache);
+  }
 }
 
 function ensureDirectory(config: Config, label: string, dir: string): void {

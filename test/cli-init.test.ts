@@ -10,6 +10,7 @@ import { eventually } from "../harness/fixtures.js";
 import { listeningAddresses } from "../harness/listening.js";
 import { encodeMethodCall } from "../src/rpc/codec.js";
 import { CONFIG_KEYS } from "../src/config/keys.js";
+import { loadConfig } from "../src/config/config.js";
 import { buildd } from "./cli-run.js";
 
 const newDir = (): string =>
@@ -112,5 +113,60 @@ describe("buildd init", () => {
       child.kill("SIGTERM");
       await new Promise((r) => child.once("exit", r));
     }
+  });
+});
+
+describe("buildd create-worker", () => {
+  test("writes a worker's buildd.conf with its state inside BASEDIR and both passwords in a 0600 file", async () => {
+    const dir = newDir();
+    const r = await buildd([
+      "create-worker",
+      dir,
+      "buildbot.example.org:9989",
+      "worker-1",
+      "pa ss;w#rd",
+      "--max-builds",
+      "2",
+      "--admin",
+      "Ops <ops@example.org>",
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const file = path.join(dir, "buildd.conf");
+    const config = loadConfig({ file });
+    const bb = config.buildbot;
+    assert.ok(bb, "the written configuration has a Buildbot master");
+    assert.deepEqual(bb.master, { host: "buildbot.example.org", port: 9989 });
+    assert.equal(bb.name, "worker-1");
+    assert.equal(bb.password, "pa ss;w#rd", "a password with blanks, ; and # is read back exactly");
+    assert.equal(bb.maxBuilds, 2);
+    assert.equal(bb.admin, "Ops <ops@example.org>");
+    for (const p of [
+      bb.basedir,
+      bb.sharedCache,
+      config.builder.statedir,
+      config.builder.filecache,
+    ]) {
+      assert.ok(p.startsWith(`${dir}${path.sep}`), `${p} is inside BASEDIR`);
+    }
+    // The XML-RPC side is closed: a generated password of its own.
+    assert.match(config.auth.password, /^\S{32}$/);
+    const secrets = path.join(dir, "secrets.conf");
+    assert.equal(fs.statSync(secrets).mode & 0o777, 0o600);
+    assert.doesNotMatch(fs.readFileSync(file, "utf8"), /pa ss/, "no password in buildd.conf");
+    assert.doesNotMatch(r.stdout + r.stderr, /pa ss|w#rd/, "the password is not printed");
+    assert.match(r.stdout, /buildd serve --config /);
+    assert.match(r.stdout, /Worker\("worker-1", PASSWORD, max_builds=2\)/);
+    if (process.getuid?.() === 0) assert.match(r.stdout, /run as the unprivileged user buildd/);
+  });
+
+  test("a bad master address is refused, naming the key, and nothing is left behind", async () => {
+    const dir = newDir();
+    const r = await buildd(["create-worker", dir, "buildbot.example.org", "w", "pw"]);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /\[buildbot\] master = "buildbot\.example\.org" is not host:port/);
+    assert.equal(fs.existsSync(dir), false, "the directory it made is gone again");
+    const empty = await buildd(["create-worker", newDir(), "m:9989", "w", ""]);
+    assert.equal(empty.code, 2);
+    assert.match(empty.stderr, /PASSWORD is empty/);
   });
 });

@@ -377,6 +377,97 @@ describe("configuration", () => {
   });
 });
 
+describe("[buildbot]", () => {
+  const worker = "[buildbot]\nmaster = 127.0.0.1:9989\nname = w1\n";
+
+  test("no master: no Buildbot connection, whatever else the section says", () => {
+    assert.equal(load("[buildbot]\nname = w1\n").buildbot, null);
+  });
+
+  test("a worker: the master split, paths resolved, the password from the secrets file", () => {
+    const file = writeConfigFile(
+      worker + "max_builds = 3\nadmin = Ops <ops@example.org>\n",
+      "[buildbot]\npassword = s3cret\n",
+    );
+    const dir = path.dirname(file);
+    const c = loadConfig({ file }).buildbot!;
+    assert.deepEqual(c.master, { host: "127.0.0.1", port: 9989 });
+    assert.equal(c.name, "w1");
+    assert.equal(c.password, "s3cret");
+    assert.equal(c.maxBuilds, 3);
+    assert.equal(c.basedir, path.join(dir, "var/buildbot"));
+    assert.equal(c.sharedCache, path.join(dir, "var/shared-cache"));
+    assert.equal(c.admin, "Ops <ops@example.org>");
+    assert.equal(c.reconnectMaxMs, 60_000);
+    const v6 = writeConfigFile(
+      "[buildbot]\nmaster = [::1]:9989\nname = w1\n",
+      "[buildbot]\npassword = p\n",
+    );
+    assert.deepEqual(loadConfig({ file: v6 }).buildbot!.master, { host: "::1", port: 9989 });
+  });
+
+  test("each mistake says what is missing and where it goes", () => {
+    assert.match(
+      configError("[buildbot]\nmaster = 127.0.0.1:9989\n"),
+      /\[buildbot\] master is set but \[buildbot\] name is not/,
+    );
+    assert.match(configError(worker), /\[buildbot\] password is not: put it in the secrets file/);
+    assert.match(configError(worker + "password = x\n"), /\[buildbot\] password.*secrets file/);
+    for (const bad of [
+      "9989",
+      "host:",
+      "host:99999",
+      "[127.0.0.1]:9989",
+      "a b:1",
+      "http://m:9989",
+    ]) {
+      assert.match(
+        configError(`[buildbot]\nmaster = ${bad}\nname = w\n`),
+        /\[buildbot\] master = .* (is not host:port|names|has)/,
+        bad,
+      );
+    }
+    assert.match(configError(worker.replace("w1", "w:1")), /contains ":"/);
+    assert.match(
+      configError(worker + "max_builds = 0\n"),
+      /\[buildbot\] max_builds = "0" is not a whole number from 1 to 64/,
+    );
+    assert.match(
+      configError(worker + 'admin = "a\\u0007b"\n'),
+      /\[buildbot\] admin = .* contains a control character/,
+    );
+  });
+
+  test("its directories stay clear of the file cache, the build directories and each other", () => {
+    const secrets = "[buildbot]\npassword = p\n";
+    const err = (extra: string): string => {
+      const file = writeConfigFile(worker + extra, secrets);
+      try {
+        loadConfig({ file });
+      } catch (e) {
+        return (e as Error).message;
+      }
+      assert.fail(`expected a configuration error for ${extra}`);
+    };
+    assert.match(
+      err("basedir = var/filecache/bb\n"),
+      /\[buildbot\] basedir must not be the file cache/,
+    );
+    assert.match(
+      err("shared_cache = var\n"),
+      /\[buildbot\] shared_cache must not be (the file cache|\[builder\] statedir)/,
+    );
+    assert.match(
+      err("basedir = var/builds/1\n"),
+      /\[buildbot\] basedir must not be \[builder\] statedir itself or lie in its builds/,
+    );
+    assert.match(
+      err("shared_cache = var/buildbot/cache\n"),
+      /shared_cache must lie outside \[buildbot\] basedir/,
+    );
+  });
+});
+
 describe("configuration through the buildd command", () => {
   test("[rpc] max_depth = 0 stops start-up with exit 2, instead of serving internal errors", async () => {
     const dirs = makeBuilderDirs({ rpc: { max_depth: 0 } });

@@ -13,7 +13,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { CONFIG_KEYS } from "./keys.js";
 import { parseConfigText, type ConfigText } from "./file.js";
-import { parseValue, type Value } from "./values.js";
+import { parseValue, splitEndpoint, type Value } from "./values.js";
 import { BuilddError } from "../errors.js";
 import {
   parseCapabilities,
@@ -89,6 +89,26 @@ export interface Config {
   /** The secrets file read at start-up (absolute), or null. */
   readonly secretsFile: string | null;
   readonly log: { readonly level: string };
+  /** [buildbot]: the Buildbot master this builder also works for, or null ([buildbot] master empty). */
+  readonly buildbot: BuildbotConfig | null;
+}
+
+export interface BuildbotConfig {
+  readonly master: { readonly host: string; readonly port: number };
+  /** As written: `host:port`. */
+  readonly masterText: string;
+  readonly name: string;
+  readonly password: string;
+  /** Builds of both kinds at once (src/protocol/slots.ts). */
+  readonly maxBuilds: number;
+  /** Absolute; created at start-up. */
+  readonly basedir: string;
+  /** Absolute; created at start-up. */
+  readonly sharedCache: string;
+  readonly admin: string;
+  /** Empty: described at start-up. */
+  readonly host: string;
+  readonly reconnectMaxMs: number;
 }
 
 export interface LoadOptions {
@@ -233,6 +253,11 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     }
   }
 
+  const buildbot = readBuildbot(
+    { get, str, num, dir },
+    { where, statedir, filecache, secretsFile },
+  );
+
   const config: Config = {
     file,
     builder: {
@@ -272,8 +297,81 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     tls,
     secretsFile,
     log: { level: str("log.level") },
+    buildbot,
   };
   return deepFreeze(config);
+}
+
+interface Reads {
+  get(k: string): Value;
+  str(k: string): string;
+  num(k: string): number;
+  dir(k: string): string;
+}
+
+/** [buildbot], checked as a whole: a master needs a name and a password. */
+function readBuildbot(
+  r: Reads,
+  at: { where: string; statedir: string; filecache: string; secretsFile: string | null },
+): BuildbotConfig | null {
+  const master = r.get("buildbot.master");
+  if (typeof master !== "string") return null;
+  const { where } = at;
+  const name = r.str("buildbot.name");
+  if (name === "") {
+    throw configError(
+      where,
+      "[buildbot] master is set but [buildbot] name is not: give the worker's name as the master's Worker() lists it",
+    );
+  }
+  const password = r.str("buildbot.password");
+  if (password === "") {
+    throw configError(
+      where,
+      `[buildbot] master is set but [buildbot] password is not: put it in the secrets file (${at.secretsFile ?? "[builder] secrets, mode 0600"}) as [buildbot] password = …; \`buildd create-worker\` writes one`,
+    );
+  }
+  const basedir = r.dir("buildbot.basedir");
+  const sharedCache = r.dir("buildbot.shared_cache");
+  const inside = (a: string, b: string): boolean => a === b || a.startsWith(`${b}${path.sep}`);
+  for (const [key, p] of [
+    ["basedir", basedir],
+    ["shared_cache", sharedCache],
+  ] as const) {
+    // The file cache holds verified inputs, and clean() removes build directories under
+    // the state directory's builds/: a Buildbot step must own neither.
+    if (inside(p, at.filecache) || inside(at.filecache, p)) {
+      throw configError(
+        where,
+        `[buildbot] ${key} must not be the file cache ([builder] filecache) or hold it, or lie inside it`,
+      );
+    }
+    if (p === at.statedir || inside(p, path.join(at.statedir, "builds"))) {
+      throw configError(
+        where,
+        `[buildbot] ${key} must not be [builder] statedir itself or lie in its builds/ directory`,
+      );
+    }
+  }
+  if (inside(sharedCache, basedir) || inside(basedir, sharedCache)) {
+    // The master may delete builder directories it no longer lists.
+    throw configError(
+      where,
+      "[buildbot] shared_cache must lie outside [buildbot] basedir, and not hold it",
+    );
+  }
+  return {
+    master: splitEndpoint(master),
+    masterText: master,
+    name,
+    password,
+    maxBuilds: r.num("buildbot.max_builds"),
+    basedir,
+    sharedCache,
+    admin: r.str("buildbot.admin"),
+    host: r.str("buildbot.host"),
+    reconnectMaxMs: r.num("buildbot.reconnect_max"),
+  };
 }
 
 function deepFreeze<T>(value: T): T {

@@ -43,6 +43,10 @@ export type KeyType =
   | { readonly kind: "user" }
   /** Hosts, host:port pairs and CIDR networks (src/protocol/allow.ts); empty: any. */
   | { readonly kind: "allow-list" }
+  /** `host:port` of a server to connect to; empty: none. */
+  | { readonly kind: "endpoint" }
+  /** One line of free text (no control characters). */
+  | { readonly kind: "text" }
   /** Accepted for compatibility with the reference's files and not used. */
   | { readonly kind: "ignored" }
   | { readonly kind: "enum"; readonly choices: readonly string[] };
@@ -87,6 +91,10 @@ export function describeType(type: KeyType): string {
       return "user name";
     case "allow-list":
       return "hosts and networks";
+    case "endpoint":
+      return "host:port, or empty";
+    case "text":
+      return "text";
     case "ignored":
       return "ignored";
     case "enum":
@@ -138,7 +146,7 @@ export const CONFIG_KEYS: readonly KeySpec[] = [
     key: "secrets",
     type: { kind: "file" },
     default: "",
-    doc: "The secrets file: the same `[section] key = value` lines as this file, for the secret keys only (`[auth] password`, and `[capabilities]` lines carrying a capability's secret properties). It must be owned by the user buildd runs as and not readable by group or others (mode 0600), or buildd refuses to start. Relative to this file's folder. Empty: no secrets.",
+    doc: "The secrets file: the same `[section] key = value` lines as this file, for the secret keys only (`[auth] password`, `[buildbot] password`, and `[capabilities]` lines carrying a capability's secret properties). It must be owned by the user buildd runs as and not readable by group or others (mode 0600), or buildd refuses to start. Relative to this file's folder. Empty: no secrets.",
   },
   {
     section: "builder",
@@ -337,6 +345,69 @@ export const CONFIG_KEYS: readonly KeySpec[] = [
     type: { kind: "count", min: 1, max: 100000 },
     default: "256",
     doc: "Open connections one client address may hold; further ones are closed at once, so that one client cannot take every connection.",
+  },
+  {
+    section: "buildbot",
+    key: "master",
+    type: { kind: "endpoint" },
+    default: "",
+    doc: "The Buildbot master to work for: `host:port` of its worker port (its `msgpack_experimental_v7` protocol in `master.cfg`). Set with `name`, and `password` in the secrets file. Empty: no Buildbot connection; buildd serves only `/rpc`. See [buildbot.md](buildbot.md).",
+  },
+  {
+    section: "buildbot",
+    key: "name",
+    type: { kind: "username" },
+    default: "",
+    doc: "This worker's name, as the master's `Worker(name, password)` lists it.",
+  },
+  {
+    section: "buildbot",
+    key: "password",
+    type: { kind: "secret" },
+    default: "",
+    doc: "This worker's password on the master (secrets file only).",
+  },
+  {
+    section: "buildbot",
+    key: "max_builds",
+    type: { kind: "count", min: 1, max: 64 },
+    default: "1",
+    doc: "How many builds run at once on this machine, of both kinds together: each Buildbot builder with a step running holds one, and so does a Launchpad build from `build()` until it ends. A Launchpad `build()` finding none free is refused (saying who holds them); a Buildbot step waits for one. Give the master's `Worker(…, max_builds=N)` the same number, or one less if a Launchpad manager uses this builder too.",
+  },
+  {
+    section: "buildbot",
+    key: "basedir",
+    type: { kind: "path" },
+    default: "var/buildbot",
+    doc: "The worker's base directory: the master's builders get their directories here (`set_builder_list`), and it is the `basedir` the master joins step paths onto. Created at start-up.",
+  },
+  {
+    section: "buildbot",
+    key: "shared_cache",
+    type: { kind: "path" },
+    default: "var/shared-cache",
+    doc: "A directory every Buildbot step on this worker can use across builds (downloads, eggs), named by `BUILDD_SHARED_CACHE` in its environment. A step whose `env` sets `BUILDD_SHARED_CACHE_LOCK=exclusive` holds it alone until its build's steps end. Created at start-up.",
+  },
+  {
+    section: "buildbot",
+    key: "admin",
+    type: { kind: "text" },
+    default: "",
+    doc: "Who looks after this worker (`Your Name <you@example.org>`), shown on the master's worker page (the `admin` fact).",
+  },
+  {
+    section: "buildbot",
+    key: "host",
+    type: { kind: "text" },
+    default: "",
+    doc: "A description of this machine for the master's worker page (the `host` fact). Empty: the host name, the OS and the CPU count.",
+  },
+  {
+    section: "buildbot",
+    key: "reconnect_max",
+    type: POSITIVE_SECONDS,
+    default: "60",
+    doc: "Longest wait between two attempts to reach the master: after a failure the worker waits 1 s, then twice as long each time, up to this.",
   },
   {
     section: "log",

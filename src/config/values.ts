@@ -104,7 +104,35 @@ export function parseValue(spec: KeySpec, v: string, where: string): Value {
     case "enum":
       if (!type.choices.includes(v)) throw bad(`one of ${type.choices.join(", ")}`);
       return v;
+    case "text":
+      // eslint-disable-next-line no-control-regex
+      if (/[\x00-\x1f\x7f]/.test(v)) throw fail("contains a control character");
+      return v;
+    case "endpoint":
+      return v === "" ? null : endpoint(v, fail);
   }
+}
+
+/** `host:port` (`[v6]:port` for IPv6), checked; returned as written. */
+function endpoint(v: string, fail: Fail): string {
+  const m = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d+)$/.exec(v);
+  const host = m?.[1] ?? m?.[2];
+  if (!m || host === undefined) {
+    throw fail("is not host:port (such as buildbot.example.org:9989, or [::1]:9989 for IPv6)");
+  }
+  if (!net.isIP(host) && !HOST_NAME.test(host))
+    throw fail(`names ${JSON.stringify(host)}, which is not a host name or IP address`);
+  if (m[1] !== undefined && net.isIPv6(host) === false)
+    throw fail("has brackets around something that is not an IPv6 address");
+  const port = Number(m[3]);
+  if (port < 1 || port > 65535) throw fail("has a port outside 1–65535");
+  return v;
+}
+
+/** A checked `host:port` value, split (brackets removed). */
+export function splitEndpoint(v: string): { host: string; port: number } {
+  const i = v.lastIndexOf(":");
+  return { host: v.slice(0, i).replace(/^\[(.*)\]$/, "$1"), port: Number(v.slice(i + 1)) };
 }
 
 type Fail = (what: string) => BuilddError;
