@@ -1,4 +1,6 @@
-// Strict XML-RPC decoding on top of saxes (which already enforces well-formedness).
+// Strict XML-RPC decoding on top of saxes (which already enforces well-formedness). The
+// plain documents managers send are first read by codec-scan.ts without saxes (a tenth of
+// its cost per request); whatever that scanner does not fully understand, saxes reads.
 //
 // The tree is never built: each open element becomes a frame on an explicit stack and
 // each closed one hands its value to its parent, so nesting costs no recursion and the
@@ -7,6 +9,7 @@
 import { SaxesParser, type XMLDecl } from "saxes";
 import { BuilddError } from "../errors.js";
 import { isStruct } from "../protocol/values.js";
+import { KNOWN, scan } from "./codec-scan.js";
 import {
   DEFAULT_DECODE_LIMITS,
   WHITESPACE,
@@ -22,15 +25,8 @@ import {
   type XmlRpcValue,
 } from "./values.js";
 
-type Root = "methodCall" | "methodResponse";
-type Output = { call?: MethodCall; response?: MethodResponse };
-
-// prettier-ignore
-const KNOWN = new Set([
-  "methodCall", "methodResponse", "methodName", "params", "param", "fault", "value", "struct",
-  "member", "name", "array", "data", "string", "int", "i4", "i8", "boolean", "double",
-  "dateTime.iso8601", "base64", "nil",
-]);
+export type Root = "methodCall" | "methodResponse";
+export type Output = { call?: MethodCall; response?: MethodResponse };
 
 /** Elements whose text is content; everywhere else only whitespace may appear. */
 // prettier-ignore
@@ -47,7 +43,7 @@ const TYPES = new Set([
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
-class Frame {
+export class Frame {
   text = "";
   children = 0;
   hasValue = false;
@@ -213,18 +209,64 @@ function toText(body: Buffer | string): string {
   return text;
 }
 
-function parse(body: Buffer | string, limits: DecodeLimits, root: Root): Output {
-  const maxDepth = limits.maxDepth;
-  const text = toText(body);
+/**
+ * The frame stack both readers drive (saxes, or the plain scanner of codec-scan.ts): an
+ * element opens, text arrives, an element closes. Every structural check and the depth
+ * limit live here, so the two readers cannot disagree about what a document means.
+ */
+export class Tree {
+  private readonly document = new Frame("#document");
+  private readonly stack: Frame[] = [this.document];
+  readonly out: Output = {};
+  top: Frame = this.document;
+  private depth = 0;
+
+  constructor(
+    private readonly root: Root,
+    private readonly maxDepth: number,
+  ) {}
+
+  get atDocument(): boolean {
+    return this.top === this.document;
+  }
+
+  text(t: string): void {
+    const top = this.top;
+    if (TEXTUAL.has(top.tag)) top.text += t;
+    else if (!WHITESPACE.test(t)) throw fail(`unexpected text ${show(t)} inside <${top.tag}>`);
+  }
+
+  /** `name` is one of KNOWN (the caller checked). */
+  open(name: string): void {
+    const frame = new Frame(name);
+    admit(this.top, frame, this.root);
+    if (name === "value" && ++this.depth > this.maxDepth) {
+      throw fail(`values nested deeper than ${this.maxDepth} levels`);
+    }
+    this.top.children++;
+    this.stack.push(frame);
+    this.top = frame;
+  }
+
+  /** Pops the open element; finish() it with `settle` (saxes defers that, see below). */
+  pop(): Frame {
+    const frame = this.stack.pop()!;
+    this.top = this.stack[this.stack.length - 1]!;
+    if (frame.tag === "value") this.depth--;
+    return frame;
+  }
+
+  settle(frame: Frame): void {
+    finish(frame, this.top, this.out);
+  }
+}
+
+/** The full reader: saxes enforces all of XML's well-formedness. */
+function parseWithSaxes(text: string, tree: Tree): Output {
   const parser = new SaxesParser<{ xmlns: false; position: false }>({
     xmlns: false,
     position: false,
   });
-  const document = new Frame("#document");
-  const stack: Frame[] = [document];
-  const out: Output = {};
-  let top = document;
-  let depth = 0;
   // saxes pops an element and emits closetag before it checks the closing tag's name, so
   // each closed element is finished on the next event: a mismatch is reported as one
   // instead of as whatever the half-read element happens to contain.
@@ -232,7 +274,7 @@ function parse(body: Buffer | string, limits: DecodeLimits, root: Root): Output 
   const settle = (): void => {
     const frame = closed!;
     closed = undefined;
-    finish(frame, top, out);
+    tree.settle(frame);
   };
 
   // At most seven handlers: saxes stores each as a new property, and an eighth turns the
@@ -246,8 +288,7 @@ function parse(body: Buffer | string, limits: DecodeLimits, root: Root): Output 
   });
   const onText = (t: string): void => {
     if (closed !== undefined) settle();
-    if (TEXTUAL.has(top.tag)) top.text += t;
-    else if (!WHITESPACE.test(t)) throw fail(`unexpected text ${show(t)} inside <${top.tag}>`);
+    tree.text(t);
   };
   parser.on("text", onText);
   parser.on("cdata", onText);
@@ -256,21 +297,12 @@ function parse(body: Buffer | string, limits: DecodeLimits, root: Root): Output 
     const name = tag.name;
     if (!KNOWN.has(name)) throw fail(`unknown element <${name}>`);
     for (const attr in tag.attributes) throw fail(`unexpected attribute ${attr} on <${name}>`);
-    if (top === document) checkDeclaration(parser.xmlDecl);
-    const frame = new Frame(name);
-    admit(top, frame, root);
-    if (name === "value" && ++depth > maxDepth) {
-      throw fail(`values nested deeper than ${maxDepth} levels`);
-    }
-    top.children++;
-    stack.push(frame);
-    top = frame;
+    if (tree.atDocument) checkDeclaration(parser.xmlDecl);
+    tree.open(name);
   });
   parser.on("closetag", () => {
     if (closed !== undefined) settle();
-    closed = stack.pop()!;
-    top = stack[stack.length - 1]!;
-    if (closed.tag === "value") depth--;
+    closed = tree.pop();
   });
 
   try {
@@ -285,7 +317,33 @@ function parse(body: Buffer | string, limits: DecodeLimits, root: Root): Output 
     throw new BuilddError("BUILDD_ERR_DESERIALIZE", `malformed XML: ${msg}`, { cause: err });
   }
   if (closed !== undefined) settle();
-  return out;
+  return tree.out;
+}
+
+/**
+ * Which reader decodes: "auto" tries the plain scanner first and, if the document is
+ * outside its subset or wrong in any way, reads it again with saxes, whose answer (value
+ * or error) is the one given. Tests compare the two readers with "scan" and "saxes".
+ */
+export type Reader = "auto" | "scan" | "saxes";
+
+export function parse(
+  body: Buffer | string,
+  limits: DecodeLimits,
+  root: Root,
+  reader: Reader = "auto",
+): Output | null {
+  const text = toText(body);
+  if (reader !== "saxes") {
+    let out: Output | null;
+    try {
+      out = scan(text, new Tree(root, limits.maxDepth));
+    } catch {
+      out = null; // saxes says what is wrong, in its words
+    }
+    if (out !== null || reader === "scan") return out;
+  }
+  return parseWithSaxes(text, new Tree(root, limits.maxDepth));
 }
 
 function checkLimits(limits: DecodeLimits): DecodeLimits {
@@ -299,12 +357,12 @@ export function decodeMethodCall(
   body: Buffer | string,
   limits: DecodeLimits = DEFAULT_DECODE_LIMITS,
 ): MethodCall {
-  return parse(body, checkLimits(limits), "methodCall").call!;
+  return parse(body, checkLimits(limits), "methodCall")!.call!;
 }
 
 export function decodeMethodResponse(
   body: Buffer | string,
   limits: DecodeLimits = DEFAULT_DECODE_LIMITS,
 ): MethodResponse {
-  return parse(body, checkLimits(limits), "methodResponse").response!;
+  return parse(body, checkLimits(limits), "methodResponse")!.response!;
 }

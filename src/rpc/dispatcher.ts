@@ -8,6 +8,7 @@
 
 import type { Logger } from "pino";
 import { decodeMethodCall, encodeFault, encodeMethodResponse, type XmlRpcValue } from "./codec.js";
+import { ReplyCache } from "./reply-cache.js";
 import { BuilddError, ERRORS, badArguments, describeError, isBuilddError } from "../errors.js";
 import { isStruct } from "../protocol/values.js";
 import { scrubText } from "../log/scrub.js";
@@ -19,6 +20,11 @@ export interface MethodDef {
   /** Fixed signature, or "variadic" for echo. */
   readonly params: readonly ParamType[] | "variadic";
   readonly handler: (args: readonly XmlRpcValue[]) => XmlRpcValue | Promise<XmlRpcValue>;
+  /**
+   * Keep the last reply encoded and send it again while the value is the same (status():
+   * polled constantly, rarely changed). See reply-cache.ts.
+   */
+  readonly cacheReply?: boolean;
 }
 
 export type MethodTable = Readonly<Record<string, MethodDef>>;
@@ -79,7 +85,8 @@ function faultFor(err: unknown, methodName: string | null, log: Logger): string 
 }
 
 export interface Dispatcher {
-  dispatch(body: Buffer): Promise<string>;
+  /** The encoded methodResponse (UTF-8), a fault included. */
+  dispatch(body: Buffer): Promise<Buffer>;
 }
 
 /**
@@ -99,14 +106,20 @@ export function createDispatcher(
   maxDepth: number,
   observe?: CallObserver,
 ): Dispatcher {
+  const caches = new Map<MethodDef, ReplyCache>();
+  for (const name of Object.keys(methods)) {
+    const def = methods[name]!;
+    if (def.cacheReply === true) caches.set(def, new ReplyCache());
+  }
+  const limits = { maxDepth };
   return {
-    async dispatch(body: Buffer): Promise<string> {
+    async dispatch(body: Buffer): Promise<Buffer> {
       const started = observe ? performance.now() : 0;
       let methodName: string | null = null;
       let known: string | null = null;
       let fault: number | null = null;
       try {
-        const call = decodeMethodCall(body, { maxDepth });
+        const call = decodeMethodCall(body, limits);
         methodName = call.methodName;
         const def = Object.hasOwn(methods, call.methodName) ? methods[call.methodName] : undefined;
         if (!def) {
@@ -118,14 +131,15 @@ export function createDispatcher(
         known = call.methodName;
         checkArguments(call.methodName, def, call.params);
         const result = await def.handler(call.params);
-        return encodeMethodResponse(result);
+        const cache = caches.get(def);
+        return cache ? cache.encode(result) : Buffer.from(encodeMethodResponse(result), "utf8");
       } catch (err) {
         // The code faultFor() answers with: the error's own, else BUILDD_ERR_INTERNAL's.
         fault =
           isBuilddError(err) && err.faultCode !== null
             ? err.faultCode
             : ERRORS.BUILDD_ERR_INTERNAL.faultCode;
-        return faultFor(err, methodName, log);
+        return Buffer.from(faultFor(err, methodName, log), "utf8");
       } finally {
         observe?.(known, fault, (performance.now() - started) / 1000);
       }

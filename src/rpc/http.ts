@@ -70,8 +70,7 @@ export function rpcHandler(deps: RpcHttpDeps): (req: IncomingMessage, res: Serve
     req.on("end", () => {
       if (refused) return;
       deps.dispatcher.dispatch(Buffer.concat(chunks, size)).then(
-        (xml) => {
-          const body = Buffer.from(xml, "utf8");
+        (body) => {
           res.writeHead(200, {
             "content-type": "text/xml; charset=utf-8",
             "content-length": body.length,
