@@ -34,6 +34,9 @@ import { readLogRange } from "./log/range.js";
 import type { StatusSnapshot } from "./protocol/status.js";
 import type { WebDeps } from "./web/deps.js";
 import { processRunner } from "./process/runner.js";
+import { MachineSlots } from "./builder/slots.js";
+import type { Slots } from "./protocol/slots.js";
+import type { BuildbotStatus } from "./protocol/buildbot.js";
 
 export interface RunningBuilder {
   /** Base URL, e.g. http://127.0.0.1:8221 */
@@ -191,6 +194,8 @@ async function serveOn(
   const buildStats = new BuildStats();
   journal.onFinish(buildStats.record);
   const drain = new Drain(journal);
+  // One owner for the machine's build slots, handed to both coordinators' sides.
+  const slots = new MachineSlots(config.buildbot?.maxBuilds ?? 1);
   const builder = new Builder({
     statedir: config.builder.statedir,
     arch,
@@ -203,6 +208,7 @@ async function serveOn(
     limits: config.build,
     gate: capabilities.gate,
     drain,
+    slots,
   });
   await builder.recover();
 
@@ -262,6 +268,8 @@ async function serveOn(
     capabilities,
     rpcStats,
     buildStats,
+    slots,
+    buildbot: () => null,
   });
   let webLoading: Promise<void> | null = null;
   const loadWeb = (): Promise<void> =>
@@ -344,6 +352,8 @@ export interface WebParts {
   readonly capabilities: CapabilityRegistry;
   readonly rpcStats: RpcStats;
   readonly buildStats: BuildStats;
+  readonly slots: Slots;
+  readonly buildbot: () => BuildbotStatus | null;
 }
 
 /** status() as the manager and the page see it: the builder's snapshot and the downloads. */
@@ -387,6 +397,8 @@ export function webDeps(p: WebParts): WebDeps {
     draining: () => p.drain.draining,
     drain: () => p.drain.drain(),
     undrain: () => p.drain.undrain(),
+    buildbot: p.buildbot,
+    slots: () => ({ max: p.slots.max, held: p.slots.holders(), waiting: p.slots.waiting() }),
     rpcStats: p.rpcStats,
     buildStats: p.buildStats,
   };

@@ -7,7 +7,7 @@
 // (a Launchpad build() arriving at that moment) can never take a slot a Buildbot step
 // has been waiting for.
 
-import type { SlotHolder, SlotLease, Slots } from "../protocol/slots.js";
+import { describeHolder, type SlotHolder, type SlotLease, type Slots } from "../protocol/slots.js";
 
 interface Waiter {
   readonly holder: SlotHolder;
@@ -85,10 +85,4 @@ export class MachineSlots implements Slots {
       next.grant(this.grant(next.holder));
     }
   }
-}
-
-export function describeHolder(h: SlotHolder): string {
-  return h.kind === "launchpad"
-    ? `Launchpad build ${JSON.stringify(h.label)}`
-    : `Buildbot builder ${JSON.stringify(h.label)}`;
 }

@@ -34,3 +34,10 @@ export interface Slots {
   /** One sentence saying that the machine is full and who holds it. */
   describeFull(): string;
 }
+
+/** A holder as a person reads it: `Launchpad build "B-1"`, `Buildbot builder "tests"`. */
+export function describeHolder(h: SlotHolder): string {
+  return h.kind === "launchpad"
+    ? `Launchpad build ${JSON.stringify(h.label)}`
+    : `Buildbot builder ${JSON.stringify(h.label)}`;
+}

@@ -4,7 +4,15 @@
 
 import type { Request, Response, Router } from "express";
 import type { BuildInfo, WebDeps } from "./deps.js";
-import { buildDetailJson, buildJson, downloadJson, shortName, statusJson } from "./json.js";
+import {
+  buildbotJson,
+  buildDetailJson,
+  buildJson,
+  downloadJson,
+  shortName,
+  slotsJson,
+  statusJson,
+} from "./json.js";
 
 export class HttpError extends Error {
   constructor(
@@ -152,6 +160,13 @@ export function apiRouter(express: typeof import("express"), deps: WebDeps): Rou
       })),
     });
   });
+
+  api.get("/buildbot", (_req, res) => {
+    const b = deps.buildbot();
+    res.json({ buildbot: b === null ? null : buildbotJson(b) });
+  });
+
+  api.get("/slots", (_req, res) => void res.json(slotsJson(deps.slots())));
 
   api.post("/drain", (req, res) => {
     refuseCrossSite(req);

@@ -123,7 +123,10 @@ export const PAGE_JS = `"use strict";
     });
   }
 
+  // The history, the cache, the slots and the Buildbot connection: every 5 s, and at once
+  // when the builder's state changes.
   function refreshSlow() {
+    refreshBuildbot();
     getJson("/api/v1/builds?limit=20").then(function (h) {
       if (!h) return;
       var tbody = $("history");
@@ -138,6 +141,32 @@ export const PAGE_JS = `"use strict";
       setText("cache-free", fmtBytes(c.free_bytes) + " (reserve " + (c.reserve_bytes > 0 ? fmtBytes(c.reserve_bytes) : "no reserve") + ")");
       setText("cache-entries", String(c.entries));
       setText("cache-evictions", String(c.evictions));
+    }).catch(stale);
+  }
+
+  function describeHolder(h) {
+    return (h.kind === "launchpad" ? "Launchpad build " : "Buildbot builder ") + JSON.stringify(h.label);
+  }
+  function refreshBuildbot() {
+    getJson("/api/v1/slots").then(function (s) {
+      if (!s) return;
+      var who = s.held.map(describeHolder).join(", ");
+      setText("slots", s.held.length + " of " + s.max + " in use" + (who ? ": " + who : "") +
+        (s.waiting.length > 0 ? "; " + s.waiting.length + " waiting" : ""));
+    }).catch(stale);
+    if (!$("buildbot-state")) return;
+    getJson("/api/v1/buildbot").then(function (r) {
+      var b = r && r.buildbot;
+      if (!b) return;
+      setText("buildbot-state", b.state);
+      setText("buildbot-since", b.since);
+      setText("buildbot-error", b.last_error || "none");
+      setText("buildbot-next", b.next_attempt_at ? "next attempt at " + b.next_attempt_at : "");
+      setText("buildbot-builders", b.builders.join(", "));
+      var tbody = $("buildbot-running");
+      tbody.replaceChildren.apply(tbody, b.running.map(function (c) {
+        return row([[c.builder], [c.command], [c.command_id], [c.started_at]]);
+      }));
     }).catch(stale);
   }
 

@@ -6,6 +6,8 @@ import type { Logger } from "pino";
 import type { BuildResult } from "../protocol/states.js";
 import type { StatusSnapshot } from "../protocol/status.js";
 import type { HistogramTally, Tally } from "../protocol/tally.js";
+import type { BuildbotStatus } from "../protocol/buildbot.js";
+import type { SlotHolder } from "../protocol/slots.js";
 
 /** One build as the journal keeps it (only the fields that may be shown: no arguments). */
 export interface BuildInfo {
@@ -67,6 +69,13 @@ export interface LogChunk {
   readonly text: string;
 }
 
+export interface SlotsInfo {
+  /** [buildbot] max_builds: builds of both kinds at once. */
+  readonly max: number;
+  readonly held: readonly SlotHolder[];
+  readonly waiting: readonly SlotHolder[];
+}
+
 export interface WebDeps {
   readonly architecture: string;
   readonly log: Logger;
@@ -89,6 +98,10 @@ export interface WebDeps {
   draining(): boolean;
   drain(): void;
   undrain(): void;
+  /** The Buildbot worker connection, or null when no [buildbot] master is set. */
+  buildbot(): BuildbotStatus | null;
+  /** The build slots the Launchpad side and the Buildbot side share. */
+  slots(): SlotsInfo;
   readonly rpcStats: { readonly calls: Tally; readonly latency: HistogramTally };
   readonly buildStats: { readonly builds: Tally; readonly duration: HistogramTally };
   readonly now?: () => number;

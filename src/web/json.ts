@@ -3,7 +3,9 @@
 // Each shape is built from named fields, never by copying a record, so nothing that
 // should not be shown (build arguments) can slip through.
 
-import type { BuildInfo, DownloadInfo, WebDeps } from "./deps.js";
+import type { BuildbotStatus } from "../protocol/buildbot.js";
+import type { SlotHolder } from "../protocol/slots.js";
+import type { BuildInfo, DownloadInfo, SlotsInfo, WebDeps } from "./deps.js";
 
 export const shortName = (s: string): string => s.replace(/^Build(er)?Status\./, "");
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
@@ -116,4 +118,52 @@ export function statusJson(deps: WebDeps): StatusJson {
     build,
     downloads: deps.downloads().map((d) => downloadJson(d, now)),
   };
+}
+
+export interface BuildbotJson {
+  master: string;
+  name: string;
+  state: string;
+  since: string;
+  last_error: string | null;
+  next_attempt_at: string | null;
+  builders: string[];
+  running: { builder: string; command_id: string; command: string; started_at: string }[];
+  connects: number;
+  commands: number;
+  command_failures: number;
+}
+
+export function buildbotJson(b: BuildbotStatus): BuildbotJson {
+  return {
+    master: b.master,
+    name: b.name,
+    state: b.state,
+    since: iso(b.since)!,
+    last_error: b.lastError,
+    next_attempt_at: iso(b.nextAttemptAt),
+    builders: [...b.builders],
+    running: b.running.map((c) => ({
+      builder: c.builder,
+      command_id: c.commandId,
+      command: c.command,
+      started_at: iso(c.startedAt)!,
+    })),
+    connects: b.connects,
+    commands: b.commands,
+    command_failures: b.commandFailures,
+  };
+}
+
+const holderJson = (h: SlotHolder): { kind: string; label: string } => ({
+  kind: h.kind,
+  label: h.label,
+});
+
+export function slotsJson(s: SlotsInfo): {
+  max: number;
+  held: { kind: string; label: string }[];
+  waiting: { kind: string; label: string }[];
+} {
+  return { max: s.max, held: s.held.map(holderJson), waiting: s.waiting.map(holderJson) };
 }

@@ -6,6 +6,7 @@
 import type * as PromClient from "prom-client";
 import type { HistogramTally, LabelValues, Tally } from "../protocol/tally.js";
 import { BuilderStatus } from "../protocol/states.js";
+import type { BuildbotStatus } from "../protocol/buildbot.js";
 import type { WebDeps } from "./deps.js";
 import { shortName } from "./json.js";
 
@@ -233,6 +234,81 @@ export function createMetrics(prom: Prom, deps: WebDeps): Metrics {
     ["method"],
     () => deps.rpcStats.latency,
   );
+  buildbotMetrics(prom, register, deps);
 
   return { contentType: register.contentType, render: () => register.metrics() };
+}
+
+/** The shared build slots, and the Buildbot connection when there is one. */
+function buildbotMetrics(prom: Prom, register: PromClient.Registry, deps: WebDeps): void {
+  single(
+    prom,
+    register,
+    "gauge",
+    "buildd_build_slots",
+    "Builds that may run at once, of both kinds together ([buildbot] max_builds).",
+    () => deps.slots().max,
+  );
+  new prom.Gauge({
+    name: "buildd_build_slots_held",
+    help: "Build slots in use, by kind of coordinator (launchpad, buildbot).",
+    labelNames: ["kind"],
+    registers: [register],
+    collect() {
+      const held = deps.slots().held;
+      for (const kind of ["launchpad", "buildbot"] as const) {
+        this.set({ kind }, held.filter((h) => h.kind === kind).length);
+      }
+    },
+  });
+  single(
+    prom,
+    register,
+    "gauge",
+    "buildd_build_slots_waiting",
+    "Buildbot steps waiting for a free build slot.",
+    () => deps.slots().waiting.length,
+  );
+  if (deps.buildbot() === null) return;
+  const bb = (): BuildbotStatus => deps.buildbot()!;
+  single(
+    prom,
+    register,
+    "gauge",
+    "buildd_buildbot_connected",
+    "1 while the worker is attached to its Buildbot master, else 0.",
+    () => (bb().state === "connected" ? 1 : 0),
+  );
+  single(
+    prom,
+    register,
+    "counter",
+    "buildd_buildbot_connects_total",
+    "Connections to the Buildbot master made since start-up.",
+    () => bb().connects,
+  );
+  single(
+    prom,
+    register,
+    "gauge",
+    "buildd_buildbot_commands_running",
+    "Buildbot commands (steps, transfers) running now.",
+    () => bb().running.length,
+  );
+  single(
+    prom,
+    register,
+    "counter",
+    "buildd_buildbot_commands_total",
+    "Buildbot commands started since start-up.",
+    () => bb().commands,
+  );
+  single(
+    prom,
+    register,
+    "counter",
+    "buildd_buildbot_command_failures_total",
+    "Buildbot commands that ended with an error (not a non-zero exit) since start-up.",
+    () => bb().commandFailures,
+  );
 }

@@ -2,7 +2,16 @@
 // reads without JavaScript (and on a phone); /assets/page.js then keeps it current —
 // state, step, downloads, the log's new lines — by polling the JSON API.
 
-import type { BuildInfo, CacheFigures, CapabilityInfo, LogChunk, WebDeps } from "./deps.js";
+import type { BuildbotStatus } from "../protocol/buildbot.js";
+import { describeHolder } from "../protocol/slots.js";
+import type {
+  BuildInfo,
+  CacheFigures,
+  CapabilityInfo,
+  LogChunk,
+  SlotsInfo,
+  WebDeps,
+} from "./deps.js";
 import { formatBytes, formatSeconds, html, type Html } from "./html.js";
 import { buildJson, statusJson, type StatusJson } from "./json.js";
 
@@ -143,6 +152,70 @@ function capabilitiesSection(caps: readonly CapabilityInfo[]): Html {
   </section>`;
 }
 
+/** One line: how many of the machine's build slots are in use, and by what. */
+export function slotsLine(s: SlotsInfo): string {
+  const who = s.held.map(describeHolder).join(", ");
+  const queue = s.waiting.length > 0 ? `; ${s.waiting.length} waiting` : "";
+  return `${s.held.length} of ${s.max} in use${who ? `: ${who}` : ""}${queue}`;
+}
+
+function buildbotSection(b: BuildbotStatus | null, slots: SlotsInfo): Html {
+  const slotsRow = html`<dt>Build slots</dt>
+    <dd id="slots">${slotsLine(slots)}</dd>`;
+  if (b === null) {
+    return html`<section id="buildbot">
+      <h2>Buildbot</h2>
+      <p>No Buildbot master is configured ([buildbot] master).</p>
+      <dl>${slotsRow}</dl>
+    </section>`;
+  }
+  const next =
+    b.nextAttemptAt === null ? "" : `next attempt at ${new Date(b.nextAttemptAt).toISOString()}`;
+  const rows = b.running.map(
+    (c) =>
+      html`<tr>
+        <td>${c.builder}</td>
+        <td>${c.command}</td>
+        <td>${c.commandId}</td>
+        <td><time>${new Date(c.startedAt).toISOString()}</time></td>
+      </tr>`,
+  );
+  return html`<section id="buildbot">
+    <h2>Buildbot</h2>
+    <dl>
+      <dt>Master</dt>
+      <dd id="buildbot-master">${b.master}</dd>
+      <dt>Worker</dt>
+      <dd id="buildbot-name">${b.name}</dd>
+      <dt>Connection</dt>
+      <dd>
+        <span id="buildbot-state" class="state">${b.state}</span> since
+        <time id="buildbot-since">${new Date(b.since).toISOString()}</time>
+      </dd>
+      <dt>Last error</dt>
+      <dd id="buildbot-error">${b.lastError ?? "none"}</dd>
+      <dt>Next attempt</dt>
+      <dd id="buildbot-next">${next}</dd>
+      <dt>Builders</dt>
+      <dd id="buildbot-builders">${b.builders.join(", ")}</dd>
+      ${slotsRow}
+    </dl>
+    <table>
+      <thead>
+        <tr>
+          <th>Builder</th>
+          <th>Command</th>
+          <th>Id</th>
+          <th>Started (UTC)</th>
+        </tr>
+      </thead>
+      <tbody id="buildbot-running">
+        ${rows}
+      </tbody>
+    </table>
+  </section>`;
+}
+
 function historySection(builds: readonly BuildInfo[]): Html {
   const rows = builds.map((b) => {
     const j = buildJson(b);
@@ -202,7 +275,8 @@ export function renderPage(deps: WebDeps): string {
           <noscript><p>Reload the page to see changes.</p></noscript>
         </header>
         <main>
-          ${buildSection(status, log)} ${downloadsSection(status)} ${cacheSection(deps.cache())}
+          ${buildSection(status, log)} ${buildbotSection(deps.buildbot(), deps.slots())}
+          ${downloadsSection(status)} ${cacheSection(deps.cache())}
           ${capabilitiesSection(deps.capabilities())} ${historySection(deps.builds(HISTORY_ROWS))}
         </main>
       </body>
