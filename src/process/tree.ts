@@ -44,6 +44,8 @@ export class ProcessTree {
   readonly namespace: Promise<string | null>;
   private exited = false;
   private sawQuirk = false;
+  /** terminate() SIGKILLed the namespace's PID 1 itself (see exitResult). */
+  private killedInit = false;
   private readonly nsInfo: Promise<{ init: number; ns: string } | null>;
   private terminating: Promise<{ survivors: number[] }> | undefined;
 
@@ -92,9 +94,13 @@ export class ProcessTree {
     return text.replace(UNSHARE_SIGKILL_QUIRK, "");
   }
 
-  /** The exit as the command sees it; read once stderr has been drained. */
+  /**
+   * The exit as the command sees it; read once stderr has been drained. unshare's exit 1
+   * stands for SIGKILL when it printed its quirk line, or when we killed PID 1 ourselves:
+   * the line can reach us split across two reads, or not at all before the pipe is cut.
+   */
   exitResult(exitCode: number | undefined, signal: string | undefined): RunResult {
-    if (this.isolated && exitCode === 1 && this.sawQuirk) {
+    if (this.isolated && exitCode === 1 && (this.sawQuirk || this.killedInit)) {
       return { exitCode: null, signal: "SIGKILL" };
     }
     return { exitCode: exitCode ?? null, signal: (signal as NodeJS.Signals | undefined) ?? null };
@@ -132,6 +138,7 @@ export class ProcessTree {
       // Killing PID 1 makes the kernel kill the rest; the direct kills are for good
       // measure. unshare is left to reap PID 1 (killing it first would orphan a zombie)
       // and is only killed, with its group, if it does not exit by itself.
+      this.killedInit = true;
       signalAll([info.init], "SIGKILL");
       signalNamespace(info.ns, "SIGKILL");
       await waitFor(() => this.exited, 1000);
