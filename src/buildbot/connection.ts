@@ -1,0 +1,165 @@
+// One WebSocket connection to the master: requests both ways, matched by seq_number.
+// Each side counts its own requests from 0 on each connection. Every request from the
+// master is answered — with its result, or with is_exception and the reason — even one
+// whose op we do not know, since the master waits for every answer.
+
+import WebSocket from "ws";
+import type { Logger } from "pino";
+import { decodeFrame, encodeFrame, reason, type WireMap } from "./wire.js";
+
+/** What a request from the master is answered with; a throw becomes is_exception. */
+export type RequestHandler = (op: string, msg: WireMap) => unknown;
+
+/** A request of ours the master answered with is_exception, or that the connection lost. */
+export class MasterError extends Error {}
+
+export class MasterConnection {
+  private nextSeq = 0;
+  private readonly waiting = new Map<
+    number,
+    { resolve: (v: unknown) => void; reject: (e: Error) => void }
+  >();
+  private closedWith: string | null = null;
+  private readonly closeCallbacks: ((why: string) => void)[] = [];
+
+  constructor(
+    private readonly ws: WebSocket,
+    private readonly handler: RequestHandler,
+    private readonly log: Logger,
+  ) {
+    ws.on("message", (data: WebSocket.RawData, isBinary: boolean) => {
+      if (!isBinary) {
+        this.log.warn("buildbot: ignoring a text frame from the master");
+        return;
+      }
+      this.receive(toBuffer(data));
+    });
+    ws.on("close", (code: number, why: Buffer) => {
+      this.lost(`connection closed (${code}${why.length > 0 ? ` ${why.toString()}` : ""})`);
+    });
+    ws.on("error", (err: Error) => this.lost(err.message));
+  }
+
+  get closed(): boolean {
+    return this.closedWith !== null;
+  }
+
+  /** `cb` runs once when the connection is gone (at once if it already is). */
+  onClose(cb: (why: string) => void): void {
+    if (this.closedWith !== null) cb(this.closedWith);
+    else this.closeCallbacks.push(cb);
+  }
+
+  /** Send a request and wait for its answer; rejects with MasterError. */
+  request(op: string, fields: WireMap = {}): Promise<unknown> {
+    if (this.closedWith !== null) {
+      return Promise.reject(new MasterError(`not connected: ${this.closedWith}`));
+    }
+    const seq = this.nextSeq++;
+    return new Promise((resolve, reject) => {
+      this.waiting.set(seq, { resolve, reject });
+      this.send({ ...fields, op, seq_number: seq });
+    });
+  }
+
+  close(code = 1000, why = "worker stopping"): void {
+    if (this.ws.readyState === WebSocket.OPEN || this.ws.readyState === WebSocket.CONNECTING) {
+      this.ws.close(code, why);
+    }
+    // The master may not answer the close; the socket is ended after a moment by ws.
+    this.lost(why);
+  }
+
+  private send(message: WireMap): void {
+    if (this.ws.readyState !== WebSocket.OPEN) return;
+    this.ws.send(encodeFrame(message), { binary: true });
+  }
+
+  private receive(data: Buffer): void {
+    let frame;
+    try {
+      frame = decodeFrame(data);
+    } catch (err) {
+      this.log.warn({ err: reason(err) }, "buildbot: a malformed message from the master");
+      return;
+    }
+    const { seq, op, msg } = frame;
+    if (op === "response") {
+      const w = this.waiting.get(seq);
+      if (w === undefined) return;
+      this.waiting.delete(seq);
+      if (msg.is_exception === true) w.reject(new MasterError(String(msg.result)));
+      else w.resolve(msg.result);
+      return;
+    }
+    void this.answer(seq, op, msg);
+  }
+
+  private async answer(seq: number, op: string, msg: WireMap): Promise<void> {
+    try {
+      const result = await this.handler(op, msg);
+      this.send({ op: "response", seq_number: seq, result: result ?? null });
+    } catch (err) {
+      this.send({ op: "response", seq_number: seq, result: reason(err), is_exception: true });
+    }
+  }
+
+  private lost(why: string): void {
+    if (this.closedWith !== null) return;
+    this.closedWith = why;
+    for (const w of this.waiting.values()) w.reject(new MasterError(`connection lost: ${why}`));
+    this.waiting.clear();
+    for (const cb of this.closeCallbacks.splice(0)) cb(why);
+  }
+}
+
+function toBuffer(data: WebSocket.RawData): Buffer {
+  if (Buffer.isBuffer(data)) return data;
+  if (Array.isArray(data)) return Buffer.concat(data);
+  return Buffer.from(data);
+}
+
+/**
+ * Open a connection: HTTP Basic credentials on the upgrade, no subprotocol (the master
+ * never echoes one, and ws aborts when an offered one is not). Resolves once open;
+ * rejects with the reason as the master gave it ("401 Unauthorized") or the socket's
+ * error ("connect ECONNREFUSED 127.0.0.1:9989").
+ */
+export function openSocket<T>(
+  url: string,
+  name: string,
+  password: string,
+  timeoutMs: number,
+  /** Called as the socket opens, before any frame can arrive: attach the listeners here. */
+  attach: (ws: WebSocket) => T,
+): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const auth = Buffer.from(`${name}:${password}`, "utf8").toString("base64");
+    const ws = new WebSocket(url, {
+      headers: { Authorization: `Basic ${auth}` },
+      handshakeTimeout: timeoutMs,
+      perMessageDeflate: false,
+    });
+    let settled = false;
+    const fail = (why: string): void => {
+      if (settled) return;
+      settled = true;
+      ws.removeAllListeners();
+      ws.on("error", () => {});
+      ws.terminate();
+      reject(new Error(why));
+    };
+    ws.once("unexpected-response", (_req, res) => {
+      fail(`${res.statusCode ?? "?"} ${res.statusMessage ?? ""}`.trim());
+      res.resume();
+    });
+    ws.once("error", (err: Error) => fail(err.message));
+    ws.once("close", (code: number) => fail(`connection closed during the handshake (${code})`));
+    ws.once("open", () => {
+      if (settled) return;
+      settled = true;
+      ws.removeAllListeners();
+      resolve(attach(ws));
+    });
+  });
+}
