@@ -77,7 +77,6 @@ export class BuilderSessions {
         session.running--;
         if (session.running === 0) {
           session.idle = setTimeout(() => this.end(session), this.idleGapMs);
-          session.idle.unref();
         }
       },
     };
