@@ -755,3 +755,54 @@ export function addLatencyFigures(
     samples: opts.loaded.length,
   });
 }
+
+// ---------------------------------------------------------------------------------------
+// CPU time, from /proc: what a process (all its threads) or our waited-for children used.
+// Unlike wall time it barely moves with the machine's load.
+
+const TICKS_PER_S = 100; // USER_HZ on Linux
+
+/** CPU-seconds (user + system) a running process has used so far. */
+export function cpuSecondsOf(pid: number): number {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+  // Fields after the command name (which may hold spaces) start at ")".
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_S;
+}
+
+/** CPU-seconds used by this process's children that have exited and been waited for. */
+export function childCpuSeconds(): number {
+  const stat = fs.readFileSync("/proc/self/stat", "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[13]) + Number(fields[14])) / TICKS_PER_S;
+}
+
+/** Run a command to its end; its wall milliseconds and CPU-seconds. Throws on failure. */
+export function runMeasured(
+  argv: readonly string[],
+  opts: { stdout?: "ignore" | "pipe" } = {},
+): Promise<{ ms: number; cpuS: number; stdout: string }> {
+  return new Promise((resolve, reject) => {
+    const cpu0 = childCpuSeconds();
+    const t0 = performance.now();
+    const child = track(
+      spawn(argv[0]!, argv.slice(1), { stdio: ["ignore", opts.stdout ?? "pipe", "pipe"] }),
+    );
+    let out = "";
+    let err = "";
+    child.stdout?.on("data", (c: Buffer) => (out += c.toString()));
+    child.stderr!.on("data", (c: Buffer) => (err += c.toString()));
+    child.once("error", reject);
+    child.once("close", (code) => {
+      const ms = performance.now() - t0;
+      if (code !== 0) reject(new Error(`${argv.join(" ")}: exit ${code}: ${err.trim()}`));
+      else resolve({ ms, cpuS: childCpuSeconds() - cpu0, stdout: out });
+    });
+  });
+}
+
+/** The load average over the last minute, and the three figures as /proc/loadavg has them. */
+export function loadAverage(): { one: number; text: string } {
+  const text = fs.readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
+  return { one: Number(text.split(" ")[0]), text };
+}
