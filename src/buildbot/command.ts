@@ -10,7 +10,7 @@ import type { Logger } from "pino";
 import { TreePathError } from "../backends/inroot.js";
 import type { HostSandbox } from "../backends/sandbox.js";
 import { BuilddError } from "../errors.js";
-import type { Scrubber } from "../log/scrub.js";
+import { createScrubber, type Scrubber } from "../log/scrub.js";
 import type { BuildGate } from "../protocol/gate.js";
 import type { ProcessRunner } from "../process/runner.js";
 import { LineSplitter, UpdateBatcher, type OutputSettings } from "./output.js";
@@ -46,6 +46,7 @@ export class CommandContext {
   private readonly headerLines: LineSplitter;
   private readonly abort = new AbortController();
   private why: string | null = null;
+  private secretsScrubber: Scrubber | null = null;
 
   constructor(
     readonly id: string,
@@ -75,9 +76,20 @@ export class CommandContext {
     this.abort.abort(new Error(why));
   }
 
+  /** What this command's text is scrubbed with: the worker's secrets and its own. */
+  get scrubber(): Scrubber {
+    return this.secretsScrubber ?? this.deps.scrubber;
+  }
+
+  /** Secrets of this command (a capability's password, obfuscated words), scrubbed too. */
+  addSecrets(secrets: readonly string[]): void {
+    if (secrets.length === 0) return;
+    this.secretsScrubber = createScrubber([...this.scrubber.secrets, ...secrets]);
+  }
+
   /** Lines the worker says itself; scrubbed like output; a missing final "\n" is added. */
   header(text: string): void {
-    const scrubbed = this.deps.scrubber.scrub(text);
+    const scrubbed = this.scrubber.scrub(text);
     this.updates.text("header", this.headerLines.push(scrubbed) + this.headerLines.flush());
   }
 

@@ -7,7 +7,6 @@
 import fs from "node:fs";
 import path from "node:path";
 import type { Tree } from "../backends/inroot.js";
-import { createScrubber } from "../log/scrub.js";
 import { CommandFailed, type CommandContext } from "./command.js";
 import { CommandSink, TextStream } from "./output.js";
 import type { Place } from "./paths.js";
@@ -27,7 +26,7 @@ export async function mkdirCommand(ctx: CommandContext): Promise<void> {
 async function runTool(ctx: CommandContext, root: string, argv: string[]): Promise<number> {
   const { deps } = ctx;
   const settings = ctx.settings();
-  const scrubber = createScrubber(deps.scrubber.secrets);
+  const scrubber = ctx.scrubber;
   const streams = {
     stdout: new TextStream("stdout", scrubber, settings, ctx.updates),
     stderr: new TextStream("stderr", scrubber, settings, ctx.updates),

@@ -10,7 +10,6 @@
 
 import path from "node:path";
 import { shellQuote } from "../log/buildlog.js";
-import { createScrubber } from "../log/scrub.js";
 import type { Struct } from "../protocol/values.js";
 import { CommandFailed, type CommandContext } from "./command.js";
 import { environmentHeader, stepEnvironment } from "./env.js";
@@ -84,7 +83,7 @@ export async function shellCommand(ctx: CommandContext): Promise<void> {
 
   // Capabilities: the gate refuses (a BuilddError: the step fails with its reason) or says
   // what the step gets.
-  const secrets = [...deps.scrubber.secrets, ...argv.secrets];
+  ctx.addSecrets(argv.secrets);
   const requires = env[REQUIRES_VARIABLE];
   if (requires !== undefined && requires.trim() !== "") {
     const request: Struct = {
@@ -95,10 +94,10 @@ export async function shellCommand(ctx: CommandContext): Promise<void> {
     };
     const decision = deps.gate(request);
     env = { ...env, ...decision.env };
-    secrets.push(...decision.secrets);
+    ctx.addSecrets(decision.secrets);
     for (const line of decision.logLines) ctx.header(`${line}\n`);
   }
-  const scrubber = createScrubber(secrets);
+  const scrubber = ctx.scrubber;
 
   const timeout = optNum(args, "timeout");
   const maxTime = optNum(args, "maxTime");
