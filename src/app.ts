@@ -2,6 +2,7 @@
 // both start the builder through here, so tests exercise exactly what `buildd serve` runs.
 
 import type { AddressInfo } from "node:net";
+import os from "node:os";
 import type { Config } from "./config/config.js";
 import type { Logger } from "./logger.js";
 import { createDispatcher } from "./rpc/dispatcher.js";
@@ -22,7 +23,12 @@ import { FileCache, freeBytes } from "./filecache/store.js";
 import { EnsurePresent } from "./filecache/ensurepresent.js";
 import { filecacheHandler } from "./filecache/http.js";
 import { CapabilityRegistry } from "./capabilities/registry.js";
-import { ensureBuildUser, ensureDirectories, hostArchitecture } from "./host-setup.js";
+import {
+  ensureBuildUser,
+  ensureDirectories,
+  hostArchitecture,
+  type BuildUser,
+} from "./host-setup.js";
 import type { HostSandbox } from "./backends/sandbox.js";
 import { Drain } from "./builder/drain.js";
 import { BuildStats } from "./builder/stats.js";
@@ -35,6 +41,9 @@ import type { StatusSnapshot } from "./protocol/status.js";
 import type { WebDeps } from "./web/deps.js";
 import { processRunner } from "./process/runner.js";
 import { MachineSlots } from "./builder/slots.js";
+import { startBuildbotWorker } from "./buildbot/worker.js";
+import { createScrubber } from "./log/scrub.js";
+import type { BuildbotConfig } from "./config/config.js";
 import type { Slots } from "./protocol/slots.js";
 import type { BuildbotStatus } from "./protocol/buildbot.js";
 
@@ -102,25 +111,27 @@ export interface BuilderOverrides {
   readonly backends?: BackendFactory;
 }
 
-/** The real backends; host steps sandboxed as `buildUser` when there is one (root). */
-function realBackends(
-  config: Config,
-  buildUser: { user: string; gid: number } | null,
-): BackendFactory {
-  const sandbox: HostSandbox | null =
-    buildUser === null
-      ? null
-      : {
-          user: buildUser.user,
-          gid: buildUser.gid,
-          statedir: config.builder.statedir,
-          hidden: [
-            config.builder.filecache,
-            ...[config.file, config.secretsFile, config.tls?.key, config.tls?.cert].filter(
-              (f): f is string => typeof f === "string",
-            ),
-          ],
-        };
+/**
+ * How host steps are sandboxed, Launchpad's and Buildbot's alike: as the build user, when
+ * there is one (root), with what the builder keeps for itself out of their sight.
+ */
+function hostSandbox(config: Config, buildUser: BuildUser | null): HostSandbox | null {
+  if (buildUser === null) return null;
+  return {
+    user: buildUser.user,
+    gid: buildUser.gid,
+    statedir: config.builder.statedir,
+    hidden: [
+      config.builder.filecache,
+      ...[config.file, config.secretsFile, config.tls?.key, config.tls?.cert].filter(
+        (f): f is string => typeof f === "string",
+      ),
+    ],
+  };
+}
+
+/** The real backends. */
+function realBackends(sandbox: HostSandbox | null): BackendFactory {
   return (kind, workspace) =>
     kind === "chroot"
       ? new ChrootBackend(workspace, processRunner)
@@ -189,6 +200,7 @@ async function serveOn(
     hostArchitecture(config, processRunner),
     overrides.backends ? null : ensureBuildUser(config, processRunner, log),
   ]);
+  const sandbox = hostSandbox(config, buildUser);
   const journal = new Journal(db);
   // Counted from the journal's record of each end, recovered builds included.
   const buildStats = new BuildStats();
@@ -203,7 +215,7 @@ async function serveOn(
     journal,
     cache,
     registry,
-    backends: overrides.backends ?? realBackends(config, buildUser),
+    backends: overrides.backends ?? realBackends(sandbox),
     logger: log,
     limits: config.build,
     gate: capabilities.gate,
@@ -251,6 +263,27 @@ async function serveOn(
     : config.builder.bindhost;
   const url = `${listener.scheme}://${host}:${port}`;
   capabilities.start();
+  // After the listener: a master that is down or refuses us never holds up /rpc.
+  const buildbot =
+    config.buildbot === null
+      ? null
+      : startBuildbotWorker({
+          master: config.buildbot.master,
+          name: config.buildbot.name,
+          password: config.buildbot.password,
+          basedir: config.buildbot.basedir,
+          info: workerInfo(config.buildbot, capabilities),
+          runner: processRunner,
+          sandbox,
+          buildUser: buildUser && { uid: buildUser.uid, gid: buildUser.gid },
+          scrubber: createScrubber([config.buildbot.password, config.auth.password]),
+          slots,
+          gate: capabilities.gate,
+          sharedCache: config.buildbot.sharedCache,
+          logger: log.child({ buildbot: config.buildbot.masterText }),
+          reconnect: { minMs: 1000, maxMs: config.buildbot.reconnectMaxMs },
+          version: VERSION,
+        });
   // Loading Express and prom-client holds the main thread for ~150 ms (measured here; more
   // under load): done at once it would hold up the first calls a manager makes after a
   // restart, so it happens a moment later, or when asked (loadWeb()). Never awaited
@@ -269,7 +302,7 @@ async function serveOn(
     rpcStats,
     buildStats,
     slots,
-    buildbot: () => null,
+    buildbot: () => buildbot?.status() ?? null,
   });
   let webLoading: Promise<void> | null = null;
   const loadWeb = (): Promise<void> =>
@@ -307,6 +340,9 @@ async function serveOn(
         // new downloads are refused.
         builder.stopAccepting("the builder is shutting down; send the build to another builder");
         ensurePresent.stopAccepting();
+        // As the Python worker does on SIGTERM: the connection closes and its running
+        // commands are stopped; the master retries those builds (RETRY) on another worker.
+        await buildbot?.close();
         const graceMs = config.build.shutdownGraceMs;
         const inTime = await grace.wait(
           Promise.all([builder.settled(), ensurePresent.idle()]),
@@ -402,4 +438,34 @@ export function webDeps(p: WebParts): WebDeps {
     rpcStats: p.rpcStats,
     buildStats: p.buildStats,
   };
+}
+
+/**
+ * The facts the master's worker page shows, and the capabilities a master.cfg routes
+ * builds by (contrib/buildbot/), read at each get_worker_info so that probe results are
+ * current. Secret properties never leave the worker.
+ */
+function workerInfo(
+  bb: BuildbotConfig,
+  capabilities: CapabilityRegistry,
+): () => Record<string, string> {
+  const host =
+    bb.host || `${os.hostname()} (${os.type()} ${os.release()}, ${os.cpus().length} CPUs)`;
+  return () => ({
+    admin: bb.admin,
+    host,
+    capabilities: JSON.stringify(
+      Object.fromEntries(
+        capabilities.list().map((s) => [
+          s.decl.name,
+          {
+            version: s.decl.version,
+            properties: publicProperties(s.decl),
+            available: s.available,
+            reason: s.reason,
+          },
+        ]),
+      ),
+    ),
+  });
 }

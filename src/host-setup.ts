@@ -83,10 +83,10 @@ export async function ensureBuildUser(
   config: Config,
   runner: ProcessRunner,
   log: Logger,
-): Promise<{ user: string; gid: number } | null> {
+): Promise<BuildUser | null> {
   if (process.getuid?.() !== 0) return null;
   const user = config.build.user;
-  if (await userExists(runner, user)) return { user, gid: await primaryGid(runner, user) };
+  if (await userExists(runner, user)) return idsOf(runner, user);
   const made = await runner.capture({
     argv: [
       "useradd",
@@ -110,20 +110,32 @@ export async function ensureBuildUser(
   }
   if (!raced)
     log.warn({ user }, "created the system user that host build steps run as ([build] user)");
-  return { user, gid: await primaryGid(runner, user) };
+  return idsOf(runner, user);
 }
 
-/** The user's primary group id, resolved once so that no step needs to ask. */
-async function primaryGid(runner: ProcessRunner, user: string): Promise<number> {
-  const r = await runner.capture({ argv: ["id", "-g", user], isolation: { pid: false } });
-  const gid = Number(r.stdout.trim());
-  if (r.exitCode !== 0 || r.stdout.trim() === "" || !Number.isInteger(gid)) {
+/** The build user and its ids, resolved once at start-up so that no step needs to ask. */
+export interface BuildUser {
+  readonly user: string;
+  readonly uid: number;
+  /** Its primary group. */
+  readonly gid: number;
+}
+
+async function idsOf(runner: ProcessRunner, user: string): Promise<BuildUser> {
+  const [uid, gid] = await Promise.all([idOf(runner, user, "-u"), idOf(runner, user, "-g")]);
+  return { user, uid, gid };
+}
+
+async function idOf(runner: ProcessRunner, user: string, flag: "-u" | "-g"): Promise<number> {
+  const r = await runner.capture({ argv: ["id", flag, user], isolation: { pid: false } });
+  const id = Number(r.stdout.trim());
+  if (r.exitCode !== 0 || r.stdout.trim() === "" || !Number.isInteger(id)) {
     throw new BuilddError(
       "BUILDD_ERR_CONFIG",
-      `[build] user ${user}: cannot read its group (id -g: ${r.stderr.trim() || r.error || `exit status ${r.exitCode}`})`,
+      `[build] user ${user}: cannot read its ${flag === "-u" ? "user" : "group"} id (id ${flag}: ${r.stderr.trim() || r.error || `exit status ${r.exitCode}`})`,
     );
   }
-  return gid;
+  return id;
 }
 
 async function userExists(runner: ProcessRunner, user: string): Promise<boolean> {
