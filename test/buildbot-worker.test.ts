@@ -74,6 +74,21 @@ const BUILDERS = `
   builder('esc-dl-link',
       steps.ShellCommand(name='ln', command='ln -sfn @SECRETS@ d'),
       steps.FileDownload(name='dl', mastersrc='files/payload.bin', workerdest='d/planted'))
+  builder('files',
+      # mkdir, cpdir, rmdir and stat name paths in the builder's directory, the rest in build/.
+      steps.MakeDirectory(name='mkdir', dir='build/made/sub'),
+      steps.ShellCommand(name='fill', command='echo one > made/sub/f.txt; echo two > made/g.txt; echo x > made/h.log'),
+      steps.CopyDirectory(name='cpdir', src='build/made', dest='build/copied'),
+      steps.FileExists(name='stat', file='build/copied/sub/f.txt'),
+      steps.MultipleFileUpload(name='glob', workersrcs=['made/*.txt', 'made/sub/*.txt'],
+                               masterdest='uploads/multi', glob=True),
+      steps.RemoveDirectory(name='rmdir', dir='build/copied'),
+      steps.ShellCommand(name='after', command='test ! -e copied && test -f made/sub/f.txt && echo ok'))
+  builder('logfile', steps.ShellCommand(name='lf', logfiles={'progress': 'progress.log'},
+      command='for i in 1 2 3; do echo "step $i" >> progress.log; done; printf "last" >> progress.log'))
+  builder('toobig',
+      steps.ShellCommand(name='mk', command='head -c 5000 /dev/zero > big.bin'),
+      steps.FileUpload(name='up', workersrc='big.bin', masterdest='uploads/big.bin', maxsize=1000))
   builder('sandbox', steps.ShellCommand(name='probe', command=@PROBE@))
   for name in ['lock-a', 'lock-b']:
       builder(name, steps.ShellCommand(name='locked', env={'BUILDD_SHARED_CACHE_LOCK': 'exclusive'},
@@ -402,6 +417,38 @@ describe("buildd as a worker of a real Buildbot master", { skip }, () => {
       assert.ok(fs.existsSync(path.join(top, "shared", "written")));
     },
   );
+
+  test("mkdir, cpdir, stat, glob, rmdir in a real build", async () => {
+    const b = await build("files");
+    const states = (await master.steps(b.id)).map((s) => `${s.name}: ${s.state_string}`);
+    assert.equal(b.results, RESULTS.SUCCESS, states.join("\n"));
+    assert.match(await b.log("after"), /^ok$/m);
+    assert.equal(master.masterFile("uploads/multi/g.txt").toString(), "two\n");
+    assert.equal(master.masterFile("uploads/multi/f.txt").toString(), "one\n");
+    if (root) {
+      const st = fs.statSync(path.join(basedir, "files", "build", "made", "sub"));
+      assert.equal(
+        st.uid,
+        buildUser()!.uid,
+        "a directory the master made belongs to the build user",
+      );
+    }
+  });
+
+  test("logfiles: a file the step writes is its own log", async () => {
+    const b = await build("logfile");
+    assert.equal(b.results, RESULTS.SUCCESS);
+    const steps = await master.steps(b.id);
+    const text = await master.logText(b.id, steps.find((s) => s.name === "lf")!.number, "progress");
+    assert.equal(text, "step 1\nstep 2\nstep 3\nlast");
+  });
+
+  test("an upload past maxsize fails and leaves nothing on the master", async () => {
+    const b = await build("toobig");
+    assert.equal(b.results, RESULTS.FAILURE);
+    assert.match(await b.log("up"), /5000 bytes, more than the 1000 allowed/);
+    assert.throws(() => master.masterFile("uploads/big.bin"));
+  });
 
   test("a wrong password: not connected, the status says 401 Unauthorized", async () => {
     const wrong = startBuildbotWorker(options({ password: "not-the-password" }));
