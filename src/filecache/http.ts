@@ -23,7 +23,7 @@ export interface FilecacheRoutesDeps {
 }
 
 const PREFIX = "/filecache/";
-/** Measured (bench/filecache.ts): 4 MiB reads reach nginx with one client, 1 MiB 0.75×. */
+/** Read size (bench/filecache.ts; docs/performance.md has what each size gave). */
 const READ_CHUNK = 4 * 1024 * 1024;
 
 export function isFilecachePath(url: string | undefined): boolean {
@@ -133,8 +133,77 @@ function send(
     res.end();
     return;
   }
-  const stream = fs.createReadStream("", { fd, start, end, highWaterMark: READ_CHUNK });
-  stream.on("error", () => res.destroy());
-  res.on("close", () => stream.destroy());
-  stream.pipe(res);
+  pump(fd, start, end + 1, res);
+}
+
+// Buffers for reading files into, reused: a fresh 4 MiB Buffer per read (what
+// fs.createReadStream does) is a fresh mapping the kernel must fault in and zero, which
+// with several clients cost more CPU than the copies themselves.
+const spare: Buffer[] = [];
+const MAX_SPARE = 16;
+const takeBuffer = (): Buffer => spare.pop() ?? Buffer.allocUnsafeSlow(READ_CHUNK);
+const giveBack = (buf: Buffer): void => {
+  if (spare.length < MAX_SPARE) spare.push(buf);
+};
+
+/**
+ * Send bytes [from, to) of `fd` on `res` and close `fd`: two buffers per response, one
+ * being read while the other is written, each reused once the socket has taken it.
+ * The socket's own pace sets ours; a client that goes away stops it.
+ */
+function pump(fd: number, from: number, to: number, res: ServerResponse): void {
+  const free = [takeBuffer(), takeBuffer()];
+  let pos = from;
+  let reading = false;
+  let stopped = false;
+  let fdClosed = false;
+  // The fd is only read from: it closes once no read is in flight. A buffer goes back to
+  // the pool when nothing uses it any more (its read done, its write taken by the socket).
+  const closeFd = (): void => {
+    if (fdClosed || reading) return;
+    fdClosed = true;
+    fs.close(fd, () => undefined);
+  };
+  const stop = (): void => {
+    if (stopped) return;
+    stopped = true;
+    for (const b of free.splice(0)) giveBack(b);
+    closeFd();
+  };
+  const release = (buf: Buffer): void => {
+    if (stopped) giveBack(buf);
+    else free.push(buf);
+  };
+  const next = (): void => {
+    if (stopped || reading || pos >= to || free.length === 0) return;
+    const buf = free.pop()!;
+    reading = true;
+    fs.read(fd, buf, 0, Math.min(buf.length, to - pos), pos, (err, n) => {
+      reading = false;
+      if (stopped || err || n === 0) {
+        release(buf);
+        if (!stopped) res.destroy(err ?? new Error("the file is shorter than it was"));
+        stop();
+        closeFd();
+        return;
+      }
+      pos += n;
+      const chunk = buf.subarray(0, n);
+      if (pos >= to) {
+        closeFd();
+        res.end(chunk, () => {
+          release(buf);
+          stop();
+        });
+        return;
+      }
+      res.write(chunk, () => {
+        release(buf);
+        next();
+      });
+      next();
+    });
+  };
+  res.on("close", stop);
+  next();
 }
