@@ -8,7 +8,6 @@
 // report to. The reference msgpack worker leaves them running unreported; its older PB
 // protocol stops them, which is what a build machine wants.
 
-import os from "node:os";
 import type { Logger } from "pino";
 import type { HostSandbox } from "../backends/sandbox.js";
 import type { Scrubber } from "../log/scrub.js";
@@ -18,9 +17,10 @@ import type { BuildbotConnectionState, BuildbotStatus } from "../protocol/buildb
 import type { BuildGate } from "../protocol/gate.js";
 import type { Slots } from "../protocol/slots.js";
 import { CommandContext, runCommand, type CommandDeps } from "./command.js";
-import { COMMANDS, workerCommands } from "./commands.js";
+import { COMMANDS } from "./commands.js";
 import { MasterConnection, openSocket } from "./connection.js";
-import { DEFAULT_SETTINGS, newlinePattern, type OutputSettings } from "./output.js";
+import { builderList, outputSettings, workerInfo } from "./info.js";
+import { DEFAULT_SETTINGS, type OutputSettings } from "./output.js";
 import { WorkerDirs, type Owner } from "./paths.js";
 import {
   BuilderSessions,
@@ -29,7 +29,7 @@ import {
   IDLE_GAP_MS,
 } from "./sessions.js";
 import { SHARED_CACHE_VARIABLE } from "./shell.js";
-import { argsOf, optNum, optStr, str, WireError, type WireMap } from "./wire.js";
+import { argsOf, optStr, str, WireError, type WireMap } from "./wire.js";
 
 export interface BuildbotWorkerOptions {
   /** The master's msgpack_experimental_v7 port (ws://host:port/). */
@@ -267,9 +267,9 @@ class Worker implements BuildbotWorker {
       case "keepalive":
         return null;
       case "get_worker_info":
-        return this.workerInfo();
+        return workerInfo(this.opts, this.deps.environ);
       case "set_worker_settings":
-        this.workerSettings(argsOf(msg));
+        this.settings = outputSettings(argsOf(msg));
         return null;
       case "set_builder_list":
         return this.dirs.setBuilders(builderList(msg.builders));
@@ -293,33 +293,6 @@ class Worker implements BuildbotWorker {
       default:
         throw new WireError(`Command ${op} does not exist.`);
     }
-  }
-
-  private workerInfo(): Record<string, unknown> {
-    return {
-      ...this.opts.info(),
-      environ: this.deps.environ,
-      system: "posix",
-      basedir: this.opts.basedir,
-      numcpus: os.availableParallelism(),
-      version: this.opts.version,
-      worker_commands: workerCommands(),
-      // Our builder directories are ours to keep: a master must not delete them.
-      delete_leftover_dirs: false,
-    };
-  }
-
-  private workerSettings(args: WireMap): void {
-    const size = optNum(args, "buffer_size");
-    const timeout = optNum(args, "buffer_timeout");
-    const lineLength = optNum(args, "max_line_length");
-    const newline = optStr(args, "newline_re");
-    this.settings = {
-      bufferSize: size ?? DEFAULT_SETTINGS.bufferSize,
-      bufferTimeoutMs: timeout === null ? DEFAULT_SETTINGS.bufferTimeoutMs : timeout * 1000,
-      maxLineLength: lineLength ?? DEFAULT_SETTINGS.maxLineLength,
-      newline: newline === null ? DEFAULT_SETTINGS.newline : newlinePattern(newline),
-    };
   }
 
   private startCommand(msg: WireMap): void {
@@ -375,14 +348,4 @@ class Worker implements BuildbotWorker {
     });
     if (!ok) this.commandFailures++;
   }
-}
-
-function builderList(v: unknown): [string, string][] {
-  if (!Array.isArray(v)) throw new WireError('"builders" is not a list');
-  return v.map((pair: unknown) => {
-    if (Array.isArray(pair) && typeof pair[0] === "string" && typeof pair[1] === "string") {
-      return [pair[0], pair[1]];
-    }
-    throw new WireError('"builders" has an entry that is not [name, directory]');
-  });
 }
