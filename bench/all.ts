@@ -8,7 +8,8 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
-import { fmt, RESULTS_DIR, ROOT, type Figure } from "./lib.js";
+import os from "node:os";
+import { fmt, loadAverage, RESULTS_DIR, ROOT, type Figure } from "./lib.js";
 
 const ALL = [
   "rpc",
@@ -60,6 +61,7 @@ function run(name: string): Promise<number> {
 }
 
 const started = Date.now();
+const loadAtStart = loadAverage().text;
 const failed: string[] = [];
 const summary: string[] = [];
 for (let i = 0; i < names.length; i++) {
@@ -85,6 +87,10 @@ for (let i = 0; i < names.length; i++) {
 }
 
 console.log(`\n=== summary (${((Date.now() - started) / 1000).toFixed(0)} s in all) ===`);
+console.log(
+  `${new Date().toISOString()}, ${os.cpus().length} cores, load average ${loadAtStart} at the start, ` +
+    `${loadAverage().text} at the end (other work on the machine makes every wall-clock figure noisy)`,
+);
 for (const line of summary) console.log(line);
 if (failed.length > 0) {
   console.error(`failed to run: ${failed.join(", ")}`);

@@ -18,8 +18,10 @@ export interface RpcHttpDeps {
 
 /** /rpc, /rpc/ and /rpc/<anything> (the reference's resource is a leaf). */
 export function isRpcPath(url: string | undefined): boolean {
-  const path = (url ?? "").split("?", 1)[0]!;
-  return path === "/rpc" || path.startsWith("/rpc/");
+  if (url === undefined || !url.startsWith("/rpc")) return false;
+  // Checked in place: no substring per request.
+  const next = url.length === 4 ? -1 : url.charCodeAt(4);
+  return next === -1 || next === 0x2f /* / */ || next === 0x3f; /* ? */
 }
 
 function plain(

@@ -16,9 +16,25 @@ export class RpcStats {
   /** Labels: [method]. */
   readonly latency = new HistogramTally(RPC_LATENCY_BUCKETS);
 
+  /** Label arrays of answered calls, per method: no arrays made per call on the hot path. */
+  private readonly answered = new Map<
+    string,
+    { call: readonly string[]; method: readonly string[] }
+  >();
+
   readonly observe: CallObserver = (method, faultCode, seconds) => {
     const m = method ?? "unknown";
-    this.calls.inc([m, faultCode === null ? "none" : String(faultCode)]);
+    if (faultCode === null) {
+      let labels = this.answered.get(m);
+      if (labels === undefined) {
+        labels = { call: [m, "none"], method: [m] };
+        this.answered.set(m, labels);
+      }
+      this.calls.inc(labels.call);
+      this.latency.observe(labels.method, seconds);
+      return;
+    }
+    this.calls.inc([m, String(faultCode)]);
     this.latency.observe([m], seconds);
   };
 }
