@@ -1,6 +1,7 @@
 // The composition root: config in, a listening builder out. The CLI and the test harness
 // both start the builder through here, so tests exercise exactly what `buildd serve` runs.
 
+import fs from "node:fs";
 import type { AddressInfo } from "node:net";
 import os from "node:os";
 import type { Config } from "./config/config.js";
@@ -201,6 +202,9 @@ async function serveOn(
     overrides.backends ? null : ensureBuildUser(config, processRunner, log),
   ]);
   const sandbox = hostSandbox(config, buildUser);
+  // Buildbot steps write in the shared cache as the build user (docs/buildbot.md).
+  if (buildUser && config.buildbot)
+    fs.chownSync(config.buildbot.sharedCache, buildUser.uid, buildUser.gid);
   const journal = new Journal(db);
   // Counted from the journal's record of each end, recovered builds included.
   const buildStats = new BuildStats();
