@@ -132,6 +132,8 @@ export function openSocket<T>(
   timeoutMs: number,
   /** Called as the socket opens, before any frame can arrive: attach the listeners here. */
   attach: (ws: WebSocket) => T,
+  /** Gives the attempt up (the worker stops) without waiting for the handshake's timeout. */
+  signal?: AbortSignal,
 ): Promise<T> {
   return new Promise((resolve, reject) => {
     const auth = Buffer.from(`${name}:${password}`, "utf8").toString("base64");
@@ -141,9 +143,11 @@ export function openSocket<T>(
       perMessageDeflate: false,
     });
     let settled = false;
+    const onAbort = (): void => fail("the worker is stopping");
     const fail = (why: string): void => {
       if (settled) return;
       settled = true;
+      signal?.removeEventListener("abort", onAbort);
       ws.removeAllListeners();
       ws.on("error", () => {});
       ws.terminate();
@@ -154,10 +158,12 @@ export function openSocket<T>(
       res.resume();
     });
     ws.once("error", (err: Error) => fail(err.message));
+    signal?.addEventListener("abort", onAbort, { once: true });
     ws.once("close", (code: number) => fail(`connection closed during the handshake (${code})`));
     ws.once("open", () => {
       if (settled) return;
       settled = true;
+      signal?.removeEventListener("abort", onAbort);
       ws.removeAllListeners();
       resolve(attach(ws));
     });

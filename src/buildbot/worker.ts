@@ -193,6 +193,7 @@ class Worker implements BuildbotWorker {
           this.opts.password,
           HANDSHAKE_TIMEOUT_MS,
           (ws) => new MasterConnection(ws, (op, msg) => this.handle(op, msg), this.opts.logger),
+          this.stop.signal,
         );
       } catch (err) {
         if (this.stopped) break;
@@ -234,15 +235,14 @@ class Worker implements BuildbotWorker {
       `buildbot: ${what}: ${why}`,
     );
     await new Promise<void>((resolve) => {
-      const t = setTimeout(resolve, delay);
-      this.stop.signal.addEventListener(
-        "abort",
-        () => {
-          clearTimeout(t);
-          resolve();
-        },
-        { once: true },
-      );
+      const { signal } = this.stop;
+      const wake = (): void => {
+        clearTimeout(t);
+        signal.removeEventListener("abort", wake);
+        resolve();
+      };
+      const t = setTimeout(wake, delay);
+      signal.addEventListener("abort", wake, { once: true });
     });
   }
 
