@@ -152,6 +152,8 @@ test("paths: confined to the builder's directory; the default name is safeTransl
     assert.throws(() => l.tree.resolve(l.rel), /symbolic link to "\/etc", outside/);
     assert.deepEqual(dirs.setBuilders([["n", "nd"]]), ["n"]);
     assert.ok(fs.statSync(path.join(base, "nd")).isDirectory());
+    // The status lists builders by name where known, else by the directory the master made.
+    assert.deepEqual(dirs.known(), ["b1", "b2", "custom", "n"]);
     assert.throws(() => dirs.setBuilders([["n", "../x"]]), /not a directory directly in/);
   } finally {
     fs.rmSync(base, { recursive: true, force: true });

@@ -69,12 +69,38 @@ export class WorkerDirs {
       this.builders.set(name, rel);
       this.mkdir(this.baseTree, rel);
     }
+    this.refresh();
     return list.map(([name]) => name);
   }
 
-  /** Builders whose directory is known (for the status snapshot). */
+  /** The builder directories in the basedir, as last read (see refresh()). */
+  private present: string[] = [];
+
+  /**
+   * Re-read which builder directories exist: after the master's attach-time listdir and
+   * mkdir (a 3.7 master makes every builder's directory then, and never names the
+   * builders themselves).
+   */
+  refresh(): void {
+    try {
+      this.present = fs
+        .readdirSync(this.basedir, { withFileTypes: true })
+        .filter((d) => d.isDirectory() && d.name !== "info" && !d.name.startsWith("."))
+        .map((d) => d.name);
+    } catch {
+      this.present = [];
+    }
+  }
+
+  /**
+   * The builders this worker has a directory for (for the status snapshot): those whose
+   * directory is known by name, and each other directory the master made, by its name —
+   * which is the builder's own under the master's default (workerbuilddir = its name).
+   */
   known(): string[] {
-    return [...this.builders.keys()];
+    const mapped = new Set(this.builders.values());
+    const names = new Set([...this.builders.keys(), ...this.present.filter((d) => !mapped.has(d))]);
+    return [...names].sort();
   }
 
   /** The builder's directory (a host path), learning it from `hostPath` if need be. */

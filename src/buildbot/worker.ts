@@ -323,7 +323,15 @@ class Worker implements BuildbotWorker {
   private async execute(ctx: CommandContext, run: Parameters<typeof runCommand>[1]): Promise<void> {
     // Commands outside a build (the master's listdir and mkdir at attach) take no slot.
     if (ctx.builder === null) {
-      if (!(await runCommand(ctx, run))) this.commandFailures++;
+      // The builder directories may have changed: seen before the master hears "complete".
+      const ok = await runCommand(ctx, async (c) => {
+        try {
+          await run(c);
+        } finally {
+          this.dirs.refresh();
+        }
+      });
+      if (!ok) this.commandFailures++;
       return;
     }
     const builder = ctx.builder;
