@@ -22,6 +22,7 @@ const ALL = [
   "web-poll",
   "startup",
   "unpack",
+  "buildbot",
 ];
 
 const chosen = process.argv.slice(2);
