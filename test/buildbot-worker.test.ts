@@ -126,8 +126,10 @@ function buildUser(): { uid: number; gid: number; user: string } | null {
   return { uid, gid, user };
 }
 
+// Asked for every shell step; a step that requires nothing gets nothing.
 const gate: BuildGate = (args) => {
   const reqs = args["build_requires"] as string[];
+  if (reqs.length === 0) return { env: {}, logLines: [], extraStatus: {}, secrets: [] };
   if (reqs.every((r) => r.startsWith("postgresql"))) {
     return {
       env: { PGPORT: "5433" },

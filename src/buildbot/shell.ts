@@ -82,21 +82,20 @@ export async function shellCommand(ctx: CommandContext): Promise<void> {
   env.PWD = workdir;
 
   // Capabilities: the gate refuses (a BuilddError: the step fails with its reason) or says
-  // what the step gets.
+  // what the step gets. Asked for every step, with or without requirements, so that a
+  // worker reserved for a capability ([builder] only_if_requires) refuses a Buildbot
+  // step that does not require it, as it refuses such a Launchpad build.
   ctx.addSecrets(argv.secrets);
-  const requires = env[REQUIRES_VARIABLE];
-  if (requires !== undefined && requires.trim() !== "") {
-    const request: Struct = {
-      build_requires: requires
-        .split(",")
-        .map((r) => r.trim())
-        .filter((r) => r !== ""),
-    };
-    const decision = deps.gate(request);
-    env = { ...env, ...decision.env };
-    ctx.addSecrets(decision.secrets);
-    for (const line of decision.logLines) ctx.header(`${line}\n`);
-  }
+  const request: Struct = {
+    build_requires: (env[REQUIRES_VARIABLE] ?? "")
+      .split(",")
+      .map((r) => r.trim())
+      .filter((r) => r !== ""),
+  };
+  const decision = deps.gate(request);
+  env = { ...env, ...decision.env };
+  ctx.addSecrets(decision.secrets);
+  for (const line of decision.logLines) ctx.header(`${line}\n`);
   const scrubber = ctx.scrubber;
 
   const timeout = optNum(args, "timeout");
