@@ -4,6 +4,7 @@
 // while the build's own work succeeds and its secrets still reach it.
 import assert from "node:assert/strict";
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { makeBuilderDirs, startBuilderProcess, type BuilderProcess } from "../harness/builder.js";
@@ -80,6 +81,46 @@ describe("unprivileged host steps", () => {
     const sum = (s["filemap"] as Record<string, string>)["out.txt"]!;
     const out = await fetchAuthed(`${p.url}/filecache/${sum}`);
     assert.equal(out, "17\ninput\ntmp\nbuildd\n");
+    assert.equal(await client.call("clean"), "BuilderStatus.IDLE");
+  });
+});
+
+describe("unprivileged host steps, with the builder's state under /tmp", () => {
+  const lib = suiteLibrarian();
+  let p: BuilderProcess;
+  let root: string;
+
+  before(async () => {
+    root = fs.mkdtempSync(path.join(os.tmpdir(), "buildd-sandbox-tmp-"));
+    fs.chmodSync(root, 0o755);
+    p = await startBuilderProcess(
+      makeBuilderDirs({ auth: { password: "sandbox-rpc-pw-31" } }, root),
+    );
+  });
+  after(async () => {
+    await p?.kill("SIGTERM");
+    fs.rmSync(root, { recursive: true, force: true });
+  });
+
+  test("a directory the build's environment names, holding the state, stays covered", async () => {
+    // /tmp is private to a step, but a directory its environment names there is kept in
+    // sight (a capability's socket directory). One that holds the state directory is not.
+    const client = authClient(p);
+    const tree = await putInCache(client, lib(), makeTarball({ "in.txt": "x\n" }), "sbx-tmp");
+    const journal = path.join(p.statedir, "buildd.sqlite");
+    assert.ok(fs.existsSync(journal));
+    await runScriptBuild(client, "SBX-TMP", tree, {
+      steps: [
+        {
+          name: "probe",
+          run: `if cat ${journal} >/dev/null 2>&1; then echo LEAK; else echo denied; fi`,
+        },
+      ],
+      environment: { NAMED_DIR: root },
+    });
+    const log = await fetchAuthed(`${p.url}/filecache/buildlog`);
+    assert.match(log, /^denied$/m, log);
+    assert.doesNotMatch(log, /^LEAK$/m);
     assert.equal(await client.call("clean"), "BuilderStatus.IDLE");
   });
 });

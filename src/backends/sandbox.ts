@@ -124,6 +124,10 @@ function isDirectory(p: string): boolean {
  * namespace), keeping `keep` (see keptDirectories) visible.
  */
 export function sandboxWrap(sandbox: HostSandbox, ws: string, keep: readonly string[]): string[] {
+  // A kept directory that holds the covered state directory (a step's HOME=/tmp/w when
+  // the builder's state is /tmp/w/var) would bring it back into sight whole: not kept.
+  const state = path.normalize(sandbox.statedir);
+  const safe = keep.filter((k) => state !== k && !state.startsWith(`${k}/`));
   return [
     "sh",
     "-c",
@@ -133,7 +137,7 @@ export function sandboxWrap(sandbox: HostSandbox, ws: string, keep: readonly str
     String(sandbox.gid),
     ws,
     sandbox.statedir,
-    ...keep,
+    ...safe,
     "--",
     ...sandbox.hidden,
     "--",
