@@ -49,6 +49,12 @@ const BUILDERS = `
   builder('needs-pgcap', steps.ShellCommand(name='env', command=
       'echo "port=$PGPORT host=$PGHOST password=$PGPASSWORD"; echo "requires=$BUILDD_REQUIRES"; '
       'echo "cache=$BUILDD_SHARED_CACHE"'), canStartBuild=pg, env=pg.env)
+  old = requires('pgcap << 13')
+  builder('needs-old-pgcap', steps.ShellCommand(name='env', command='echo "port=$PGPORT"'),
+          canStartBuild=old, env=old.env)
+  c['builders'].append(util.BuilderConfig(name='old-pgcap-here', workernames=['fleet-pg'],
+      factory=util.BuildFactory([steps.ShellCommand(name='env', command='echo "port=$PGPORT"',
+                                                    env={'BUILDD_REQUIRES': 'pgcap << 13'})])))
   absent = requires('othercap')
   builder('needs-absent', steps.ShellCommand(name='never', command='echo should not run'),
           canStartBuild=absent, env=absent.env)
@@ -100,7 +106,10 @@ describe("a fleet of buildd serve workers under one master", { skip }, () => {
           ...(w.name === "fleet-pg"
             ? {
                 lines: {
-                  capabilities: [`pgcap 15 host=${pghost} port=5433`],
+                  capabilities: [
+                    `pgcap 12 host=${pghost} port=5412`,
+                    `pgcap 15 host=${pghost} port=5433`,
+                  ],
                   capability_env: ["pgcap PGPORT=port PGHOST=host PGPASSWORD=password"],
                 },
                 secretLines: ["[capabilities]", `pgcap 15 password=${PG_SECRET}`],
@@ -177,6 +186,43 @@ describe("a fleet of buildd serve workers under one master", { skip }, () => {
     }
     await master.cancelBuildRequest(absent.buildrequestId);
     assert.equal((await master.waitForBuild(absent.buildrequestId)).results, RESULTS.CANCELLED);
+  });
+
+  // Fails with buildd 0.1.0: the worker info keys capabilities by name, one entry each,
+  // so of two versions of one capability the master sees only the last declared.
+  test("two versions of a capability: the master routes by either", async () => {
+    // On the worker, BUILDD_REQUIRES picks the version that satisfies it.
+    const here = await master.forceBuild("old-pgcap-here");
+    const hereDone = await master.waitForBuild(here.buildrequestId);
+    const hereText = await stepLog(hereDone.build!.buildid, "env");
+    assert.equal(hereDone.results, RESULTS.SUCCESS, hereText);
+    assert.match(hereText, /^port=5412$/m);
+
+    // The master sees both versions in the worker info and routes by the older one.
+    const forced = await master.forceBuild("needs-old-pgcap");
+    const refusal = "builder needs-old-pgcap does not start on worker fleet-pg";
+    let started: BuildJson | undefined;
+    await eventually(
+      "a build of needs-old-pgcap, or the master's refusal",
+      async () => {
+        started = (await master.builds(forced.buildrequestId))[0];
+        return started !== undefined || master.masterLog().includes(refusal);
+      },
+      20_000,
+    );
+    if (started === undefined) {
+      await master.cancelBuildRequest(forced.buildrequestId);
+      const line = master
+        .masterLog()
+        .split("\n")
+        .find((l) => l.includes(refusal));
+      assert.fail(`the master refused pgcap 12 on fleet-pg: ${line}`);
+    }
+    const { results, build } = await master.waitForBuild(forced.buildrequestId);
+    const text = await stepLog(build!.buildid, "env");
+    assert.equal(results, RESULTS.SUCCESS, text);
+    assert.equal((await workerNames()).get(build!.workerid), "fleet-pg");
+    assert.match(text, /^port=5412$/m, "the environment of the version that satisfies it");
   });
 
   test("six builds forced at once spread over the fleet, none past a worker's max_builds", async (t) => {
