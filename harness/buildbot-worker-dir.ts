@@ -6,8 +6,8 @@
 
 import { execFile } from "node:child_process";
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
+import { removeDir, tempDir } from "./buildbot-master.js";
 import { ROOT } from "./dist.js";
 import { basicHeader, createClient, type Credentials, type RpcClient } from "./client.js";
 import {
@@ -123,10 +123,11 @@ function authPassword(secretsText: string): string {
   throw new Error("no [auth] password in the secrets file");
 }
 
-/** A new temporary directory for a worker: create-worker makes `<it>/worker`. */
-function tempParent(): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), "buildd-bbw-"));
-}
+/**
+ * A new temporary directory for a worker (create-worker makes `<it>/worker`), removed
+ * at the latest when this process exits.
+ */
+const tempParent = (): string => tempDir("buildd-bbw-");
 
 /** `buildd create-worker` into a new temporary directory, then the tweaks. */
 export async function createWorkerDir(opts: WorkerDirOptions): Promise<WorkerDir> {
@@ -168,7 +169,7 @@ export async function createWorkerDir(opts: WorkerDirOptions): Promise<WorkerDir
     };
     return { dir, configFile, secretsFile, credentials, created };
   } catch (e) {
-    fs.rmSync(parent, { recursive: true, force: true });
+    removeDir(parent);
     throw e;
   }
 }
@@ -232,7 +233,7 @@ export async function serveWorkerDir(
     kill,
     async stop() {
       await kill();
-      fs.rmSync(path.dirname(w.dir), { recursive: true, force: true });
+      removeDir(path.dirname(w.dir));
     },
   };
 }
@@ -246,7 +247,7 @@ export async function startWorkerDir(
   try {
     return await serveWorkerDir(w, serve);
   } catch (e) {
-    fs.rmSync(path.dirname(w.dir), { recursive: true, force: true });
+    removeDir(path.dirname(w.dir));
     throw e;
   }
 }

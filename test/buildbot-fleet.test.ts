@@ -6,14 +6,13 @@
 // environment and scrubs the secret from the log; and builds forced together spread over
 // the fleet, each on one worker, none past its own [buildbot] max_builds.
 import assert from "node:assert/strict";
-import fs from "node:fs";
-import os from "node:os";
-import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import {
   buildbotMissing,
+  removeDir,
   RESULTS,
   startBuildbotMaster,
+  tempDir,
   type BuildbotMaster,
   type BuildJson,
 } from "../harness/buildbot-master.js";
@@ -91,7 +90,7 @@ describe("a fleet of buildd serve workers under one master", { skip }, () => {
   before(async () => {
     // The capability's socket directory: a directory under /tmp the step's environment
     // names stays visible in its sandbox.
-    pghost = fs.mkdtempSync(path.join(os.tmpdir(), "buildd-pgcap-"));
+    pghost = tempDir("buildd-pgcap-");
     master = await startBuildbotMaster({
       workers: FLEET.map((w) => ({ name: w.name, password: w.password, maxBuilds: w.master })),
       builders: BUILDERS,
@@ -124,7 +123,7 @@ describe("a fleet of buildd serve workers under one master", { skip }, () => {
   after(async () => {
     await Promise.all(workers.map((w) => w.stop()));
     await master?.stop();
-    if (pghost) fs.rmSync(pghost, { recursive: true, force: true });
+    if (pghost) removeDir(pghost);
   });
 
   async function workerNames(): Promise<Map<number, string>> {

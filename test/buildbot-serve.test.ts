@@ -8,13 +8,14 @@
 // stops, paths) is test/buildbot-worker.test.ts's, through the worker's entry point.
 import assert from "node:assert/strict";
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import {
   buildbotMissing,
+  removeDir,
   RESULTS,
   startBuildbotMaster,
+  tempDir,
   type BuildbotMaster,
 } from "../harness/buildbot-master.js";
 import {
@@ -75,7 +76,7 @@ describe("buildd serve from a create-worker directory, under a real master", { s
   const trees = new Map<ServedWorker, string>();
 
   before(async () => {
-    gate = fs.mkdtempSync(path.join(os.tmpdir(), "buildd-gate-"));
+    gate = tempDir("buildd-gate-");
     fs.chmodSync(gate, 0o777); // the build user writes its "started" files here
     master = await startBuildbotMaster({
       workers: [
@@ -112,7 +113,7 @@ describe("buildd serve from a create-worker directory, under a real master", { s
     await Promise.all([main?.stop(), full?.stop(), wrong?.stop()]);
     await librarian?.close();
     await master?.stop();
-    if (gate) fs.rmSync(gate, { recursive: true, force: true });
+    if (gate) removeDir(gate);
   });
 
   const release = (label: string): void =>
@@ -174,9 +175,8 @@ describe("buildd serve from a create-worker directory, under a real master", { s
     return master.logText(buildId, step.number);
   }
 
-  // Fails with buildd 0.1.0: over msgpack a 3.7 master sends no set_builder_list (it
-  // lists the base directory and makes the builders' directories), so the list stays
-  // empty until builds teach it, one builder at a time.
+  // Over msgpack a 3.7 master sends no set_builder_list: it lists the base directory and
+  // makes the builders' directories, and that is what the worker has to go by.
   test("/api/v1/buildbot lists the master's builders for it before any build", async () => {
     let builders: readonly string[] = [];
     await eventually(
