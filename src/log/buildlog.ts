@@ -27,6 +27,13 @@ export interface BuildLogOptions {
 /** One output stream (a child's stdout or stderr) feeding the log, scrubbed across chunks. */
 export interface BuildLogStream {
   push(chunk: Buffer): void;
+  /**
+   * Backpressure: null when the sink takes more now; otherwise a promise that settles
+   * (never rejects) once it does. The runner asks after every push and, given a promise,
+   * stops reading the child's pipe until it settles: the child then blocks on a full
+   * pipe, as it would writing to a slow disk. Absent: never full (the build log file).
+   */
+  whenWritable?(): Promise<void> | null;
   /** Emit a held-back partial line that cannot contain a credential (see StreamScrubber). */
   flushIdle(): void;
   end(): void;

@@ -1,8 +1,15 @@
 // start(): a command whose output streams into the build log through the scrubber, as it
 // is written. Partial lines (progress counters, prompts) are flushed when the command
 // goes quiet, so the log shows them without waiting for a newline.
+//
+// Backpressure: a sink that cannot take more for now (BuildLogStream.whenWritable — a
+// Buildbot command whose updates the master has not acknowledged yet) stops the reading
+// of that pipe until it can; the child then blocks writing into the full pipe, as it
+// would writing to a slow disk. Nothing is dropped and the order is kept. A paused child
+// is still killed as usual; its output is read to the end once the sink takes it.
 
 import readline from "node:readline";
+import type { Readable } from "node:stream";
 import { execa } from "execa";
 import type { BuildLogStream } from "../log/buildlog.js";
 import { commandLine } from "./isolation.js";
@@ -23,12 +30,13 @@ export function startStreaming(spec: RunSpec): RunningProcess {
   // A log that cannot be written (disk full) must not take the daemon down from inside
   // a stream callback; the build goes on and the failure is reported once.
   let logFailed = false;
-  const guard = (fn: () => void): void => {
+  const guard = <T>(fn: () => T): T | undefined => {
     try {
-      fn();
+      return fn();
     } catch (err) {
       if (!logFailed) console.error(`buildd: writing the build log ${log.path} failed:`, err);
       logFailed = true;
+      return undefined;
     }
   };
   const notStarted = (why: string): void =>
@@ -58,7 +66,27 @@ export function startStreaming(spec: RunSpec): RunningProcess {
       killRemaining: killAlive,
     };
   }
-  const tree = new ProcessTree(subprocess, subprocess, isolated);
+  // Pipes paused for backpressure: the tree does not cut them while they are (tree.ts).
+  const paused = new Set<Readable>();
+  const tree = new ProcessTree(subprocess, subprocess, isolated, () => paused.size > 0);
+
+  /** Each chunk to the sink; reading pauses while the sink is full. */
+  const feed = (input: Readable, sink: BuildLogStream, filter: (b: Buffer) => Buffer): void => {
+    input.on("data", (chunk: Buffer) => {
+      const wait = guard(() => {
+        sink.push(filter(chunk));
+        return sink.whenWritable?.();
+      });
+      if (wait === null || wait === undefined) return;
+      input.pause();
+      paused.add(input);
+      const resume = (): void => {
+        paused.delete(input);
+        input.resume();
+      };
+      wait.then(resume, resume);
+    });
+  };
 
   const out: BuildLogStream = log.stream("stdout");
   const err: BuildLogStream = log.stream("stderr");
@@ -68,9 +96,9 @@ export function startStreaming(spec: RunSpec): RunningProcess {
       .createInterface({ input: subprocess.stdout, crlfDelay: Infinity })
       .on("line", (line) => guard(() => onLine(line)));
   } else {
-    subprocess.stdout.on("data", (chunk: Buffer) => guard(() => out.push(chunk)));
+    feed(subprocess.stdout, out, (chunk) => chunk);
   }
-  subprocess.stderr.on("data", (chunk: Buffer) => guard(() => err.push(tree.filterStderr(chunk))));
+  feed(subprocess.stderr, err, (chunk) => tree.filterStderr(chunk));
   const idle = setInterval(
     () =>
       guard(() => {

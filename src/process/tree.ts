@@ -21,6 +21,8 @@ import type { RunResult } from "./spec.js";
 
 /** How long the result waits for the pipes after the process exited. */
 export const PIPE_GRACE_MS = 2000;
+/** Past the grace, how often a pipe paused for backpressure is looked at again. */
+const PIPE_RECHECK_MS = 100;
 /** How long terminate() waits after SIGKILL before reporting survivors. */
 const KILL_WAIT_MS = 2000;
 
@@ -54,15 +56,25 @@ export class ProcessTree {
     child: Child,
     settled: Promise<unknown>,
     readonly isolated: boolean,
+    /**
+     * The reader paused a pipe because its sink is full (stream.ts): what is left in the
+     * pipe is output still to come, not a pipe held open, so it is not cut meanwhile.
+     */
+    readingPaused: () => boolean = () => false,
   ) {
     this.pid = child.pid ?? -1;
     let pipeTimer: NodeJS.Timeout | undefined;
+    const cut = (): void => {
+      if (readingPaused()) {
+        pipeTimer = setTimeout(cut, PIPE_RECHECK_MS);
+        return;
+      }
+      child.stdout?.destroy();
+      child.stderr?.destroy();
+    };
     child.once("exit", () => {
       this.exited = true;
-      pipeTimer = setTimeout(() => {
-        child.stdout?.destroy();
-        child.stderr?.destroy();
-      }, PIPE_GRACE_MS);
+      pipeTimer = setTimeout(cut, PIPE_GRACE_MS);
     });
     const clear = (): void => clearTimeout(pipeTimer);
     settled.then(clear, clear);
