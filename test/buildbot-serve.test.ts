@@ -219,6 +219,14 @@ describe("buildd serve from a create-worker directory, under a real master", { s
     if (root) assert.match(text, /^user=buildd$/m, "steps run as the unprivileged build user");
     assert.match(text, new RegExp(`^cache=${main.dir}/var/shared-cache$`, "m"));
     assert.ok(fs.existsSync(path.join(main.dir, "var/buildbot/whoami")), "its builder directory");
+
+    // Neither password shows in buildd's log, its page or the master's log.
+    const page = (await main.get("/")).text;
+    for (const secret of [MAIN.password, main.credentials.password]) {
+      assert.ok(!main.logText().includes(secret), "a password in buildd's log");
+      assert.ok(!page.includes(secret), "a password on the status page");
+      assert.ok(!master.masterLog().includes(secret), "a password in the master's log");
+    }
   });
 
   test("both protocols at once: a Launchpad build and a Buildbot build share the slots", async () => {
@@ -310,7 +318,7 @@ describe("buildd serve from a create-worker directory, under a real master", { s
     assert.equal(await full.client.call("clean"), "BuilderStatus.IDLE");
   });
 
-  test("a wrong password: not attached, one 401 per attempt in buildd's log, shown in /api and on /", async () => {
+  test("a wrong password: not attached, one 401 per attempt in buildd's log, shown in /api and on /", async (t) => {
     await sleep(Math.max(0, wrongStartedAt + 4000 - Date.now()));
     const [w] = (await master.workers()).filter((x) => x.name === WRONG.name);
     assert.equal(w?.connected_to.length ?? 0, 0, "the master does not list it connected");
@@ -331,6 +339,9 @@ describe("buildd serve from a create-worker directory, under a real master", { s
     assert.ok(lines.length >= 2, `it keeps trying: ${lines.length} attempts in ${elapsedS} s`);
     // Waits of at least 0.5, 1, 2, 4… s: k attempts need 0.5·(2^(k-1) − 1) s.
     const most = Math.floor(Math.log2(2 * elapsedS + 1)) + 1;
+    t.diagnostic(
+      `${lines.length} failed attempts logged in ${elapsedS.toFixed(1)} s (at most ${most})`,
+    );
     assert.ok(lines.length <= most, `${lines.length} lines in ${elapsedS} s: a flood`);
     for (let i = 1; i < lines.length; i++) {
       const gap = lines[i]!.time - lines[i - 1]!.time;
