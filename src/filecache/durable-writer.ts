@@ -26,6 +26,8 @@ export class DurableWriter {
   onError: (err: unknown) => void = () => undefined;
 
   private queue: Buffer[] = [];
+  /** Called once each queued chunk is written (its buffer may then be reused). */
+  private releases: (() => void)[] = [];
   private queued = 0;
   private writing = false;
   private paused = false;
@@ -38,9 +40,16 @@ export class DurableWriter {
 
   constructor(private readonly file: FileHandle) {}
 
-  /** Queue `chunk`; false means "pause until onDrain". */
-  write(chunk: Buffer): boolean {
-    if (this.stopped) return true;
+  /**
+   * Queue `chunk`; false means "pause until onDrain". `release`, if given, is called once
+   * the chunk is written (or dropped after a failure): the caller may reuse its memory.
+   */
+  write(chunk: Buffer, release?: () => void): boolean {
+    if (this.stopped) {
+      release?.();
+      return true;
+    }
+    if (release !== undefined) this.releases.push(release);
     this.queue.push(chunk);
     this.queued += chunk.length;
     if (!this.writing && this.queued >= BATCH_BYTES) void this.drain();
@@ -64,6 +73,8 @@ export class DurableWriter {
     this.stopped = true;
     this.queue = [];
     this.queued = 0;
+    // Chunks in a write in flight are released when it completes.
+    if (!this.writing) for (const r of this.releases.splice(0)) r();
   }
 
   private fail(err: unknown): void {
@@ -80,13 +91,19 @@ export class DurableWriter {
       while (!this.stopped && (this.queued >= BATCH_BYTES || (this.ending && this.queued > 0))) {
         const batch = this.queue;
         const size = this.queued;
+        const releases = this.releases;
         this.queue = [];
         this.queued = 0;
+        this.releases = [];
         if (this.paused) {
           this.paused = false;
           this.onDrain();
         }
-        await this.writeAll(batch, size);
+        try {
+          await this.writeAll(batch, size);
+        } finally {
+          for (const r of releases) r();
+        }
         this.sinceSync += size;
         if (this.sinceSync >= SYNC_EVERY && this.syncing === null) {
           this.sinceSync = 0;
@@ -109,6 +126,7 @@ export class DurableWriter {
       this.fail(err);
     } finally {
       this.writing = false;
+      if (this.stopped) for (const r of this.releases.splice(0)) r();
     }
   }
 

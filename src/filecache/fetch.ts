@@ -20,6 +20,7 @@ import { describeError } from "../errors.js";
 import { FetchError, localError, networkError, shortBody } from "./fetch-errors.js";
 import { authority, basicAuth, parseUrl } from "./fetch-url.js";
 import { DurableWriter } from "./durable-writer.js";
+import { BodyCapture } from "./body-capture.js";
 import { refusal, type AllowEntry } from "../protocol/allow.js";
 
 export { FetchError } from "./fetch-errors.js";
@@ -78,6 +79,8 @@ function contentLength(res: IncomingMessage): number | undefined {
 interface Attempt {
   readonly req: ClientRequest;
   readonly host: string;
+  /** Set when the saved response's body is read by body-capture.ts, not node:http. */
+  capture: BodyCapture | null;
   socket?: Socket;
   /** First 'error' on the request; after the response it may explain a body failure. */
   error?: unknown;
@@ -226,6 +229,10 @@ class Download {
       });
     };
     return new Promise<IncomingMessage>((resolve, reject) => {
+      // Plain HTTP: the body of the response we save is read into our own buffers
+      // (body-capture.ts); node:http still sends the request and parses the head.
+      const capture =
+        url.protocol === "http:" ? new BodyCapture({ host: hostname, port, lookup }) : null;
       const req = client.request({
         protocol: url.protocol,
         hostname,
@@ -235,11 +242,17 @@ class Download {
         method: "GET",
         headers,
         // A private connection per request: a stalled librarian cannot hold sockets in a
-        // pool shared with other downloads, and nothing lingers once we are done.
-        agent: false,
+        // pool shared with other downloads, and nothing lingers once we are done. With
+        // createConnection and no agent, node:http uses exactly that socket (an agent,
+        // even `false`, would open one of its own).
+        ...(capture ? { createConnection: () => capture.socket } : { agent: false }),
         signal: this.ctl.signal,
       });
-      const attempt: Attempt = { req, host: url.hostname };
+      const attempt: Attempt = { req, host: url.hostname, capture: null };
+      if (capture) {
+        // An 'error' before the request has its socket must not go unheard either.
+        capture.socket.on("error", (err) => (attempt.error ??= err));
+      }
       this.attempt = attempt;
       const connectMs = this.limits.connectTimeoutMs;
       this.connectTimer = setTimeout(
@@ -263,8 +276,11 @@ class Download {
       });
       req.on("response", (res) => {
         res.on("error", () => {
-          // Reported through pipeline() or the request's own 'error'; never unheard.
+          // Reported through the body's own handling or the request's 'error'; never unheard.
         });
+        // Synchronous, while node:http parses the head: the body is ours from here on.
+        const status = res.statusCode ?? 0;
+        if (capture?.claim(res, status >= 200 && status <= 299)) attempt.capture = capture;
         this.touch();
         resolve(res);
       });
@@ -304,9 +320,13 @@ class Download {
     const onProgress = this.req.onProgress;
     const signal = this.ctl.signal;
 
+    const capture = attempt.capture;
+    /** Bytes past the Content-Length on a captured body (node:http reports its own). */
+    let overrun = false;
     try {
       await new Promise<void>((resolve, reject) => {
         let settled = false;
+        let complete = false;
         const settle = (err?: unknown): void => {
           if (settled) return;
           settled = true;
@@ -314,24 +334,17 @@ class Download {
           if (err === undefined) resolve();
           else {
             res.destroy();
+            capture?.socket.destroy();
             reject(err);
           }
         };
         const onAbort = (): void => settle(signal.reason);
         if (signal.aborted) return onAbort();
         signal.addEventListener("abort", onAbort, { once: true });
-        writer.onDrain = () => res.resume();
         writer.onError = (err) => settle(localError(err, path));
-        res.on("data", (chunk: Buffer) => {
-          if (settled) return;
-          bytes += chunk.length;
-          onProgress?.(chunk.length);
-          this.lastData = performance.now();
-          if (bytes > maxBytes) return settle(tooLarge());
-          hash.update(chunk);
-          if (!writer.write(chunk)) res.pause();
-        });
-        res.on("end", () => {
+        const ended = (): void => {
+          if (complete) return;
+          complete = true;
           // The body is complete: the last writes and the fsync are ours, not the server's
           // silence (the total timeout still bounds them).
           clearTimeout(this.idleTimer);
@@ -340,7 +353,65 @@ class Download {
             () => settle(),
             (err: unknown) => settle(localError(err, path)),
           );
+        };
+        /** One piece of the body; false: pause the source until the writer drains. */
+        const onChunk = (chunk: Buffer, release?: () => void): boolean => {
+          if (settled || complete) {
+            if (complete && capture) overrun = true;
+            release?.();
+            return true;
+          }
+          bytes += chunk.length;
+          onProgress?.(chunk.length);
+          this.lastData = performance.now();
+          if (bytes > maxBytes) {
+            release?.();
+            settle(tooLarge());
+            return true;
+          }
+          if (capture && declared !== undefined && bytes > declared) {
+            overrun = true;
+            release?.();
+            settle(
+              new FetchError(
+                "BUILDD_ERR_FETCH_BAD_RESPONSE",
+                "body longer than its Content-Length",
+              ),
+            );
+            return true;
+          }
+          hash.update(chunk);
+          const more = writer.write(chunk, release);
+          if (capture && declared !== undefined && bytes === declared) {
+            ended();
+            // node:http would close the connection now; it does not know the body ended.
+            // What else the server sent in this turn of the loop is still seen (overrun).
+            setImmediate(() => capture.socket.destroy());
+          }
+          return more;
+        };
+        if (capture) {
+          writer.onDrain = () => capture.resume();
+          capture.attach({
+            data: onChunk,
+            end: () => {
+              if (declared === undefined) ended();
+            },
+            close: () => {
+              if (!complete) settle(new Error("the connection closed before the body ended"));
+            },
+          });
+          if (declared === 0) {
+            ended();
+            setImmediate(() => capture.socket.destroy());
+          }
+          return;
+        }
+        writer.onDrain = () => res.resume();
+        res.on("data", (chunk: Buffer) => {
+          if (!onChunk(chunk)) res.pause();
         });
+        res.on("end", ended);
         res.on("error", (err) => settle(err));
         res.on("close", () => {
           if (!res.complete) settle(new Error("the connection closed before the body ended"));
@@ -364,6 +435,9 @@ class Download {
     // Connection: close" / "expected HTTP/"), usually in the same read as the body's end;
     // wait until Node has closed the socket so a slightly later packet is seen too.
     await this.socketClosed(attempt);
+    if (overrun) {
+      throw new FetchError("BUILDD_ERR_FETCH_BAD_RESPONSE", "body longer than its Content-Length");
+    }
     if (attempt.error !== undefined) {
       if (declared !== undefined) {
         throw new FetchError(
