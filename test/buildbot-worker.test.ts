@@ -24,7 +24,7 @@ import {
 import { BuilddError } from "../src/errors.js";
 import { createScrubber } from "../src/log/scrub.js";
 import { processRunner } from "../src/process/runner.js";
-import type { BuildGate } from "../src/protocol/gate.js";
+import type { BuildGate, GateDecision } from "../src/protocol/gate.js";
 
 const skip = process.env["CI"] === "true" ? false : buildbotMissing();
 const root = process.getuid?.() === 0;
@@ -127,7 +127,7 @@ function buildUser(): { uid: number; gid: number; user: string } | null {
 }
 
 // Asked for every shell step; a step that requires nothing gets nothing.
-const gate: BuildGate = (args) => {
+const gate: BuildGate = (args): GateDecision => {
   const reqs = args["build_requires"] as string[];
   if (reqs.length === 0) return { env: {}, logLines: [], extraStatus: {}, secrets: [] };
   if (reqs.every((r) => r.startsWith("postgresql"))) {
