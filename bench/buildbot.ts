@@ -11,6 +11,8 @@
 // their mean over the rounds is the estimate, and the median is 0 or 1). Target: median
 // force → complete ≤ 1.0× the Python worker's (a one-step build running `true` is almost
 // nothing but the worker's and the master's overhead; the master's share is the same).
+// Also: the command's run time as each worker reports it (`elapsedTime=` in the log:
+// buildd's includes its sandbox), and the cost of one more step (ten-step builds).
 
 import { buildbotMissing, startBuildbotMaster, type StepJson } from "../harness/buildbot-master.js";
 import { startPythonWorker } from "../harness/buildbot-python-worker.js";
@@ -46,6 +48,8 @@ interface Sample {
   readonly buildMs: number;
   /** The step's complete_at − started_at as the master stores them (whole seconds). */
   readonly stepS: number;
+  /** The command's run time as the worker reports it (`elapsedTime=` in the step's log). */
+  readonly elapsedMs: number;
 }
 
 const mean = (v: readonly number[]): number => v.reduce((a, b) => a + b, 0) / v.length;
@@ -97,7 +101,13 @@ await main("buildbot", async () => {
         const [build] = await master.builds(buildrequestId);
         const steps: StepJson[] = await master.steps(build!.buildid);
         const step = steps.find((s) => s.name === "true")!; // the first
-        return { buildMs, stepS: (step["complete_at"] as number) - (step["started_at"] as number) };
+        const log = await master.logText(build!.buildid, step.number);
+        const elapsed = /^elapsedTime=([\d.]+)$/m.exec(log);
+        return {
+          buildMs,
+          stepS: (step["complete_at"] as number) - (step["started_at"] as number),
+          elapsedMs: elapsed ? Number(elapsed[1]) * 1000 : NaN,
+        };
       }
       if (performance.now() - t0 > 60_000) throw new Error(`${builder}: no result within 60 s`);
       await sleep(POLL_MS);
@@ -164,6 +174,14 @@ await main("buildbot", async () => {
     ref: { name: refName, value: percentile(st(ref), 90) },
     samples: ROUNDS,
   });
+  const el = (s: Sample[]): number[] => s.map((x) => x.elapsedMs);
+  report.add({
+    name: "worker_reported_elapsed.median",
+    value: median(el(ours)),
+    unit: "ms",
+    ref: { name: refName, value: median(el(ref)) },
+    samples: ROUNDS,
+  });
   const perStep = (one: Sample[], ten: Sample[]): number => (median(b(ten)) - median(b(one))) / 9;
   report.add({
     name: "per_added_step",
@@ -183,6 +201,6 @@ await main("buildbot", async () => {
       `the master stores step times in whole seconds (mean = estimate)`,
   );
   console.log(
-    `  -> ${report.write({ builddMs: b(ours), pythonMs: b(ref), builddStepS: st(ours), pythonStepS: st(ref), buildd10Ms: b(ours10), python10Ms: b(ref10) })}`,
+    `  -> ${report.write({ builddMs: b(ours), pythonMs: b(ref), builddStepS: st(ours), pythonStepS: st(ref), buildd10Ms: b(ours10), python10Ms: b(ref10), builddElapsedMs: el(ours), pythonElapsedMs: el(ref) })}`,
   );
 });
