@@ -455,21 +455,29 @@ function workerInfo(
 ): () => Record<string, string> {
   const host =
     bb.host || `${os.hostname()} (${os.type()} ${os.release()}, ${os.cpus().length} CPUs)`;
-  return () => ({
-    admin: bb.admin,
-    host,
-    capabilities: JSON.stringify(
-      Object.fromEntries(
-        capabilities.list().map((s) => [
-          s.decl.name,
-          {
-            version: s.decl.version,
-            properties: publicProperties(s.decl),
-            available: s.available,
-            reason: s.reason,
-          },
-        ]),
-      ),
-    ),
-  });
+  return () => {
+    // One entry per capability name; a name declared in several versions (postgresql 13
+    // and 15) carries the list of them, so a master can route by either.
+    const byName = new Map<string, CapabilityEntry[]>();
+    for (const s of capabilities.list()) {
+      const entry: CapabilityEntry = {
+        version: s.decl.version,
+        properties: publicProperties(s.decl),
+        available: s.available,
+        reason: s.reason,
+      };
+      byName.set(s.decl.name, [...(byName.get(s.decl.name) ?? []), entry]);
+    }
+    const json = Object.fromEntries(
+      [...byName].map(([name, entries]) => [name, entries.length === 1 ? entries[0] : entries]),
+    );
+    return { admin: bb.admin, host, capabilities: JSON.stringify(json) };
+  };
+}
+
+interface CapabilityEntry {
+  readonly version: string | null;
+  readonly properties: Readonly<Record<string, string>>;
+  readonly available: boolean;
+  readonly reason: string;
 }
