@@ -30,7 +30,7 @@ import {
 
 const ROUNDS = Number(process.env["BENCH_BUILDBOT_ROUNDS"] ?? 20);
 /** Rounds of the ten-step builds, for the cost of one more step. */
-const ROUNDS_10 = Math.max(2, Math.round(ROUNDS / 2));
+const ROUNDS_10 = Math.max(2, Math.round(ROUNDS / 4));
 const WARMUP = 2;
 const POLL_MS = 10;
 
