@@ -3,6 +3,10 @@
 // as root from the step's directory, so it is resolved through the builder's Tree on
 // every poll: a step that replaces its log with a link to a file outside gets a refusal
 // line in that log, not the file.
+//
+// A file is read no further ahead than the master acknowledges: while the command's
+// updates are over their bound (UpdateBatcher), polls read nothing, and the last read
+// at the step's end waits for room between chunks.
 
 import fs from "node:fs";
 import type { Tree } from "../backends/inroot.js";
@@ -57,10 +61,11 @@ export class LogfileWatcher {
     this.timer = setInterval(() => this.poll(), POLL_MS);
   }
 
-  /** Read what is left and end the log. */
-  stop(): void {
+  /** Read what is left, at the master's pace, and end the log. */
+  async stop(): Promise<void> {
     clearInterval(this.timer);
-    this.poll(Infinity);
+    do await this.stream.whenWritable();
+    while (this.read(CHUNK));
     this.stream.end();
   }
 
@@ -72,19 +77,24 @@ export class LogfileWatcher {
     }
   }
 
-  private poll(limit = CHUNK): void {
-    if (this.refused) return;
+  private poll(): void {
+    if (!this.stream.full) this.read(CHUNK);
+  }
+
+  /** Read up to `limit` bytes; true when it did, so there may be more. */
+  private read(limit: number): boolean {
+    if (this.refused) return false;
     let file: string;
     try {
       file = this.tree.regularFile(this.rel);
     } catch (err) {
       const problem = (err as { problem?: string }).problem;
-      if (problem === "missing") return; // not written yet
+      if (problem === "missing") return false; // not written yet
       this.refused = true;
       this.stream.push(
         Buffer.from(`[buildd] not reading ${this.spec.filename}: ${(err as Error).message}\n`),
       );
-      return;
+      return false;
     }
     let fd: number;
     try {
@@ -93,13 +103,13 @@ export class LogfileWatcher {
         fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK,
       );
     } catch {
-      return;
+      return false;
     }
+    let read = 0;
     try {
       const size = fs.fstatSync(fd).size;
       // Truncated or replaced by a shorter file: start again from its beginning.
       if (size < this.offset) this.offset = 0;
-      let read = 0;
       const buf = Buffer.alloc(64 * 1024);
       while (read < limit) {
         const n = fs.readSync(fd, buf, 0, buf.length, this.offset);
@@ -112,5 +122,6 @@ export class LogfileWatcher {
     } finally {
       fs.closeSync(fd);
     }
+    return read >= limit;
   }
 }

@@ -8,6 +8,12 @@
 // rest is the protocol's shape. Updates are sent when buffer_size bytes are waiting or
 // buffer_timeout after the first one, as the master asked (set_worker_settings), and
 // always before the command's rc, so the logs are complete when the step ends.
+//
+// Flow control: the master acknowledges an update once it has stored it. Updates sent
+// and not yet acknowledged are bounded per command (MAX_UNACKED_BYTES); over that, the
+// command's sources are asked to wait (whenWritable: the runner pauses the child's pipes,
+// the logfile watchers skip their reads), so a step writing faster than the master stores
+// does not grow the worker's memory; it is slowed down to the master's pace instead.
 
 import type { BuildLogStream, OutputSink } from "../log/buildlog.js";
 import { StreamScrubber, type Scrubber } from "../log/scrub.js";
@@ -92,6 +98,16 @@ export function lineInfo(text: string, now = Date.now() / 1000): [string, number
   return [text, offsets, offsets.map(() => now)];
 }
 
+/**
+ * Bytes of one command's updates sent and not yet acknowledged (as the batcher counts
+ * them: text plus a little per line), beyond which its output is paused. The master asks
+ * for updates of buffer_size (64 KiB) each; 4 MiB is 64 of them in flight, enough to keep
+ * a link of 40 MB/s busy at 100 ms round trip, while a worker running a few steps at once
+ * holds a few MiB for each at most, whatever they write. Never less than two updates of
+ * the master's size, whatever buffer_size it asks for.
+ */
+export const MAX_UNACKED_BYTES = 4 * 1024 * 1024;
+
 type Info = [string, number[], number[]];
 type Entry = [string, unknown];
 
@@ -103,12 +119,42 @@ export class UpdateBatcher {
   private entries: Entry[] = [];
   private bytes = 0;
   private timer: NodeJS.Timeout | undefined;
-  private readonly sent: Promise<unknown>[] = [];
+  /** Updates sent and not yet answered, each settling (never rejecting) with its answer. */
+  private readonly sent = new Set<Promise<void>>();
+  /** Their bytes. */
+  private unacked = 0;
+  /** Who waits for room (whenWritable). */
+  private waiters: (() => void)[] = [];
 
   constructor(
     private readonly send: (args: Entry[]) => Promise<unknown>,
     private readonly settings: () => OutputSettings,
+    private readonly maxUnacked = MAX_UNACKED_BYTES,
   ) {}
+
+  /** Bytes sent and not yet acknowledged. */
+  get pending(): number {
+    return this.unacked;
+  }
+
+  /** A source waits for room now: output is paused on the master's acknowledgements. */
+  get waiting(): boolean {
+    return this.waiters.length > 0;
+  }
+
+  /** Too much is unacknowledged: sources should wait (whenWritable). */
+  get full(): boolean {
+    return this.unacked + this.bytes >= this.limit();
+  }
+
+  /**
+   * null when more output may come now; otherwise a promise that resolves once the
+   * master acknowledged enough (or the connection is gone, or the batcher discarded).
+   */
+  whenWritable(): Promise<void> | null {
+    if (!this.full) return null;
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
 
   /** Whole lines for a text stream. */
   text(key: TextKey, lines: string): void {
@@ -138,22 +184,46 @@ export class UpdateBatcher {
     this.timer = undefined;
     if (this.entries.length === 0) return;
     const entries = this.entries;
+    const size = this.bytes;
     this.entries = [];
     this.bytes = 0;
-    // An update the master refuses (its step already gone) is not ours to handle.
-    this.sent.push(this.send(entries).catch(() => undefined));
+    this.unacked += size;
+    // An update the master refuses (its step already gone) is not ours to handle; one
+    // the connection lost frees its room too, so nothing waits for a gone master.
+    const answered = (): void => {
+      this.sent.delete(sent);
+      this.unacked -= size;
+      this.wake();
+    };
+    const sent: Promise<void> = this.send(entries).then(answered, answered);
+    this.sent.add(sent);
   }
 
   /** Send what is held and wait until the master acknowledged every update. */
   async drain(): Promise<void> {
     this.flush();
-    await Promise.all(this.sent.splice(0));
+    while (this.sent.size > 0) await Promise.all([...this.sent]);
   }
 
-  /** Stop the timer without sending (the connection is gone). */
+  /** Stop the timer without sending (the connection is gone); nobody waits for room. */
   discard(): void {
     clearTimeout(this.timer);
     this.entries = [];
+    this.bytes = 0;
+    this.release();
+  }
+
+  private limit(): number {
+    return Math.max(this.maxUnacked, 2 * this.settings().bufferSize);
+  }
+
+  private wake(): void {
+    if (this.waiters.length === 0 || this.full) return;
+    this.release();
+  }
+
+  private release(): void {
+    for (const resolve of this.waiters.splice(0)) resolve();
   }
 
   private added(size: number): void {
@@ -205,6 +275,17 @@ export class TextStream {
     this.emit(this.scrubber.end(), true);
   }
 
+  /** The command's updates are over their bound: wait before reading more for it. */
+  get full(): boolean {
+    return this.wanted && this.updates.full;
+  }
+
+  /** Backpressure: the command's updates are over their bound (UpdateBatcher). */
+  whenWritable(): Promise<void> | null {
+    // A stream read only to be dropped holds nothing: it is never held up.
+    return this.wanted ? this.updates.whenWritable() : null;
+  }
+
   private emit(bytes: Buffer, last: boolean): void {
     const text = this.decoder.decode(bytes, { stream: !last });
     if (!this.wanted) return;
@@ -246,6 +327,7 @@ export class CommandSink implements OutputSink {
       },
       flushIdle: () => s.flushIdle(),
       end: () => s.end(),
+      whenWritable: () => s.whenWritable(),
     };
   }
 }

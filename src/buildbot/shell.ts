@@ -7,6 +7,9 @@
 // interrupt_command and a lost connection all TERM the whole tree, then KILL it after
 // `sigtermTime` s (at once without one, as the reference does). A killed command's rc is
 // -1, as the reference reports it, whatever its exit status was.
+//
+// `timeout` counts silence of the step, not of the connection: while its output is
+// paused waiting for the master's acknowledgements (output.ts), the clock does not run.
 
 import path from "node:path";
 import { shellQuote } from "../log/buildlog.js";
@@ -181,6 +184,9 @@ export async function shellCommand(ctx: CommandContext): Promise<void> {
   const shownCommand = JSON.stringify(argv.shown);
   const ticker = setInterval(() => {
     const now = Date.now();
+    // Output held back because the master has not stored what it got yet is output: a
+    // slow master does not make a step time out for silence.
+    if (ctx.updates.waiting) lastOutput = now;
     if (timeout !== null && now - lastOutput >= timeout * 1000) {
       kill(`command timed out: ${timeout} seconds without output running ${shownCommand}`);
     } else if (maxTime !== null && now - started >= maxTime * 1000) {
@@ -193,7 +199,7 @@ export async function shellCommand(ctx: CommandContext): Promise<void> {
 
   try {
     const result = await proc.done;
-    for (const w of watchers) w.stop();
+    for (const w of watchers) await w.stop();
     let rc = result.exitCode ?? -1;
     if (result.signal !== null) {
       ctx.header(`process killed by signal ${result.signal}\n`);
