@@ -154,9 +154,13 @@ export class Builder {
   }
 
   status(): StatusSnapshot {
-    const base = { state: this.state, version: this.deps.version };
     const cur = this.current;
-    if (this.phase === BuilderStatus.IDLE || !cur) return { ...base, build: null };
+    // A plain literal: status() is polled constantly, and a spread here went through the
+    // runtime on every call (bench/rpc.ts).
+    if (this.phase === BuilderStatus.IDLE || !cur) {
+      return { state: this.state, version: this.deps.version, build: null };
+    }
+    const base = { state: this.state, version: this.deps.version };
     const rec = cur.record;
     const extra = cur.extraStatus;
     switch (this.phase) {

@@ -85,8 +85,11 @@ function faultFor(err: unknown, methodName: string | null, log: Logger): string 
 }
 
 export interface Dispatcher {
-  /** The encoded methodResponse (UTF-8), a fault included. */
-  dispatch(body: Buffer): Promise<Buffer>;
+  /**
+   * The encoded methodResponse (UTF-8), a fault included: at once when the method
+   * answers synchronously (status(): no promise and no turn of the loop), else a promise.
+   */
+  dispatch(body: Buffer): Buffer | Promise<Buffer>;
 }
 
 /**
@@ -106,43 +109,77 @@ export function createDispatcher(
   maxDepth: number,
   observe?: CallObserver,
 ): Dispatcher {
-  const caches = new Map<MethodDef, ReplyCache>();
+  // A Map: the name comes from the request, and a Map has no inherited keys to guard.
+  const table = new Map<string, { def: MethodDef; cache: ReplyCache | null }>();
   for (const name of Object.keys(methods)) {
     const def = methods[name]!;
-    if (def.cacheReply === true) caches.set(def, new ReplyCache());
+    table.set(name, { def, cache: def.cacheReply === true ? new ReplyCache() : null });
   }
   const limits = { maxDepth };
+
+  const failed = (err: unknown, methodName: string | null): { bytes: Buffer; code: number } => ({
+    // The code faultFor() answers with: the error's own, else BUILDD_ERR_INTERNAL's.
+    code:
+      isBuilddError(err) && err.faultCode !== null
+        ? err.faultCode
+        : ERRORS.BUILDD_ERR_INTERNAL.faultCode,
+    bytes: Buffer.from(faultFor(err, methodName, log), "utf8"),
+  });
+
   return {
-    async dispatch(body: Buffer): Promise<Buffer> {
+    dispatch(body: Buffer): Buffer | Promise<Buffer> {
       const started = observe ? performance.now() : 0;
+      const done = (known: string | null, fault: number | null): void =>
+        observe?.(known, fault, (performance.now() - started) / 1000);
       let methodName: string | null = null;
-      let known: string | null = null;
-      let fault: number | null = null;
+      let entry: { def: MethodDef; cache: ReplyCache | null } | undefined;
+      let result: XmlRpcValue | Promise<XmlRpcValue>;
       try {
         const call = decodeMethodCall(body, limits);
         methodName = call.methodName;
-        const def = Object.hasOwn(methods, call.methodName) ? methods[call.methodName] : undefined;
-        if (!def) {
+        entry = table.get(call.methodName);
+        if (!entry) {
           throw new BuilddError(
             "BUILDD_ERR_METHOD_NOT_FOUND",
             `procedure ${call.methodName} not found`,
           );
         }
-        known = call.methodName;
-        checkArguments(call.methodName, def, call.params);
-        const result = await def.handler(call.params);
-        const cache = caches.get(def);
-        return cache ? cache.encode(result) : Buffer.from(encodeMethodResponse(result), "utf8");
+        checkArguments(call.methodName, entry.def, call.params);
+        result = entry.def.handler(call.params);
+        if (!(result instanceof Promise)) {
+          const bytes = encode(entry.cache, result);
+          done(methodName, null);
+          return bytes;
+        }
       } catch (err) {
-        // The code faultFor() answers with: the error's own, else BUILDD_ERR_INTERNAL's.
-        fault =
-          isBuilddError(err) && err.faultCode !== null
-            ? err.faultCode
-            : ERRORS.BUILDD_ERR_INTERNAL.faultCode;
-        return Buffer.from(faultFor(err, methodName, log), "utf8");
-      } finally {
-        observe?.(known, fault, (performance.now() - started) / 1000);
+        const f = failed(err, methodName);
+        done(entry ? methodName : null, f.code);
+        return f.bytes;
       }
+      const known = entry;
+      const name = methodName;
+      return result.then(
+        (value) => {
+          try {
+            const bytes = encode(known.cache, value);
+            done(name, null);
+            return bytes;
+          } catch (err) {
+            const f = failed(err, name);
+            done(name, f.code);
+            return f.bytes;
+          }
+        },
+        (err: unknown) => {
+          const f = failed(err, name);
+          done(name, f.code);
+          return f.bytes;
+        },
+      );
     },
   };
+}
+
+function encode(cache: ReplyCache | null, value: XmlRpcValue): Buffer {
+  return cache ? cache.encode(value) : Buffer.from(encodeMethodResponse(value), "utf8");
 }

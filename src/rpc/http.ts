@@ -34,6 +34,11 @@ function plain(
   res.end(text);
 }
 
+function reply(res: ServerResponse, body: Buffer): void {
+  res.writeHead(200, { "content-type": "text/xml; charset=utf-8", "content-length": body.length });
+  res.end(body);
+}
+
 export function rpcHandler(deps: RpcHttpDeps): (req: IncomingMessage, res: ServerResponse) => void {
   const tooLarge = `Request body larger than ${deps.maxBody} bytes\n`;
   return (req, res) => {
@@ -71,14 +76,15 @@ export function rpcHandler(deps: RpcHttpDeps): (req: IncomingMessage, res: Serve
     req.on("error", () => undefined);
     req.on("end", () => {
       if (refused) return;
-      deps.dispatcher.dispatch(Buffer.concat(chunks, size)).then(
-        (body) => {
-          res.writeHead(200, {
-            "content-type": "text/xml; charset=utf-8",
-            "content-length": body.length,
-          });
-          res.end(body);
-        },
+      let answer: Buffer | Promise<Buffer>;
+      try {
+        answer = deps.dispatcher.dispatch(Buffer.concat(chunks, size));
+      } catch (err) {
+        answer = Promise.reject(err);
+      }
+      if (Buffer.isBuffer(answer)) return reply(res, answer);
+      answer.then(
+        (body) => reply(res, body),
         (err: unknown) => {
           // The dispatcher answers every failure itself; this is a bug, not input.
           deps.log.error({ err }, "dispatcher failed");
