@@ -254,10 +254,16 @@ describe("a fleet of buildd serve workers under one master", { skip }, () => {
     for (const d of done) {
       const b = d.build!;
       const text = await stepLog(b.buildid, "work");
-      assert.equal(d.results, RESULTS.SUCCESS, text);
+      const worker = names.get(b.workerid)!;
+      assert.equal(
+        d.results,
+        RESULTS.SUCCESS,
+        `build ${b.buildid} on ${worker}: results ${d.results}, "${b.state_string}"; ` +
+          `its steps ${JSON.stringify((await master.steps(b.buildid)).map((s) => [s.name, s.results, s.state_string]))}; ` +
+          `its log:\n${text}\n${byName.get(worker)!.logText().slice(-4000)}`,
+      );
       assert.equal((await master.builds(b.buildrequestid)).length, 1, "one build per request");
       // It ran on the worker the master names: that worker's shared cache is in its log.
-      const worker = names.get(b.workerid)!;
       const dirs = workers.filter((w) => text.includes(`cache=${w.dir}/var/shared-cache\n`));
       assert.deepEqual(
         dirs.map((w) => w.dir),
