@@ -6,7 +6,8 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { encodeMethodCall, encodeMethodResponse, type XmlRpcValue } from "../src/rpc/codec.js";
-import { parse, type Output, type Root } from "../src/rpc/codec-decode.js";
+import { parse, type Root } from "../src/rpc/codec-decode.js";
+import type { Output } from "../src/rpc/codec-frame.js";
 
 const LIMITS = { maxDepth: 64 };
 

@@ -9,6 +9,7 @@
 import { SaxesParser, type XMLDecl } from "saxes";
 import { BuilddError } from "../errors.js";
 import { isStruct } from "../protocol/values.js";
+import { Frame, type Output } from "./codec-frame.js";
 import { KNOWN, scan } from "./codec-scan.js";
 import {
   DEFAULT_DECODE_LIMITS,
@@ -21,12 +22,10 @@ import {
   type Fault,
   type MethodCall,
   type MethodResponse,
-  type XmlRpcStruct,
   type XmlRpcValue,
 } from "./values.js";
 
 export type Root = "methodCall" | "methodResponse";
-export type Output = { call?: MethodCall; response?: MethodResponse };
 
 /** Elements whose text is content; everywhere else only whitespace may appear. */
 // prettier-ignore
@@ -42,18 +41,6 @@ const TYPES = new Set([
 ]);
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
-
-export class Frame {
-  text = "";
-  children = 0;
-  hasValue = false;
-  value: XmlRpcValue = null;
-  name: string | undefined = undefined;
-  items: XmlRpcValue[] | undefined = undefined;
-  struct: XmlRpcStruct | undefined = undefined;
-  fault: Fault | undefined = undefined;
-  constructor(readonly tag: string) {}
-}
 
 function toFault(v: XmlRpcValue): Fault {
   if (!isStruct(v)) {

@@ -10,7 +10,7 @@
 // Both readers drive the same frame stack (codec-decode.ts's Tree), so every XML-RPC
 // check (structure, depth, scalar syntax) is the same code whichever reads the bytes.
 
-import type { Frame, Output } from "./codec-decode.js";
+import type { Frame, Output } from "./codec-frame.js";
 
 // prettier-ignore
 export const KNOWN = new Set([
