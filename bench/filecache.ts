@@ -93,12 +93,16 @@ await main("filecache", async () => {
     const refUrl = `${server.url}/${cacheRel}/${file.sha1}`;
     await getAll(oursUrl, 1, file.size); // warm-up (and the page cache)
     await getAll(refUrl, 1, file.size);
-    const raw: Record<string, { ours: number[]; nginx: number[]; oursCpuS: number[] }> = {};
+    const raw: Record<
+      string,
+      { ours: number[]; nginx: number[]; oursCpuS: number[]; nginxCpuS: number[] }
+    > = {};
     const loads: string[] = [loadAverage().text];
     for (const n of CLIENTS) {
       const ours: number[] = [];
       const ref: number[] = [];
       const cpu: number[] = [];
+      const refCpu: number[] = [];
       await interleave(
         ROUNDS,
         async () => {
@@ -107,10 +111,12 @@ await main("filecache", async () => {
           cpu.push(cpuSecondsOf(builder.pid) - cpu0);
         },
         async () => {
+          const cpu0 = server.cpuSeconds();
           ref.push(await getAll(refUrl, n, file.size));
+          refCpu.push(server.cpuSeconds() - cpu0);
         },
       );
-      raw[`c${n}`] = { ours, nginx: ref, oursCpuS: cpu };
+      raw[`c${n}`] = { ours, nginx: ref, oursCpuS: cpu, nginxCpuS: refCpu };
       loads.push(loadAverage().text);
       const value = median(ours);
       const refValue = median(ref);
@@ -127,7 +133,10 @@ await main("filecache", async () => {
         name: `cpu.c${n}`,
         value: perGiB,
         unit: "CPU-s/GiB",
-        ref: { name: "nothing (nginx's own measured earlier: ~1.0 CPU-s/GiB)", value: 1.01 },
+        ref: {
+          name: "nginx (master and workers)",
+          value: median(refCpu) / ((n * file.size) / GiB),
+        },
         target: null,
         samples: cpu.length,
       });

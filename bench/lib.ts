@@ -589,7 +589,36 @@ export interface FileServer {
   readonly kind: "nginx" | "node:http";
   /** "http://127.0.0.1:PORT" serving `root` at "/". */
   readonly url: string;
+  /** CPU-seconds its processes (an nginx master and its workers) have used so far. */
+  cpuSeconds(): number;
   stop(): Promise<void>;
+}
+
+/** A process and its direct children (from /proc/<pid>/task/<tid>/children). */
+function withChildren(pid: number): number[] {
+  const out = [pid];
+  try {
+    for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
+      const kids = fs.readFileSync(`/proc/${pid}/task/${tid}/children`, "utf8").trim();
+      if (kids !== "") out.push(...kids.split(" ").map(Number));
+    }
+  } catch {
+    // gone, or no children file
+  }
+  return out;
+}
+
+function cpuOfTree(pid: number | undefined): number {
+  if (pid === undefined) return NaN;
+  let total = 0;
+  for (const p of withChildren(pid)) {
+    try {
+      total += cpuSecondsOf(p);
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return total;
 }
 
 /** nginx as a non-daemon child with a generated config, serving `root` on a free port. */
@@ -652,7 +681,12 @@ ${temps}
     await stop();
     throw e;
   }
-  return { kind: "nginx", url: `http://127.0.0.1:${port}`, stop };
+  return {
+    kind: "nginx",
+    url: `http://127.0.0.1:${port}`,
+    cpuSeconds: () => cpuOfTree(child.pid),
+    stop,
+  };
 }
 
 // A bare node:http static file server (GET/HEAD, no ranges), for when nginx cannot be had.
@@ -683,7 +717,12 @@ export async function startNodeFileServer(root: string): Promise<FileServer> {
   const stop = (): Promise<void> => stopChild(child);
   onCleanup("stop the node:http file server", stop);
   const port = await firstLine(child);
-  return { kind: "node:http", url: `http://127.0.0.1:${port}`, stop };
+  return {
+    kind: "node:http",
+    url: `http://127.0.0.1:${port}`,
+    cpuSeconds: () => cpuOfTree(child.pid),
+    stop,
+  };
 }
 
 /** nginx if it can be had, else the node:http server. */
