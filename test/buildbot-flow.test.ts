@@ -194,7 +194,7 @@ describe("flow control of output against a real Buildbot master", { skip }, () =
   }> {
     const base = process.memoryUsage().rss;
     let peak = base;
-    let stallBase = Infinity;
+    let stallBase: number;
     let stallPeak = 0;
     const sampler = setInterval(() => {
       const rss = process.memoryUsage().rss;
