@@ -41,6 +41,8 @@ describe("buildd init", () => {
       assert.match(text, new RegExp(`^(# )?${spec.key} =`, "m"), `${spec.section}.${spec.key}`);
     }
     assert.match(text, /^\[capabilities\]$/m);
+    const headers = text.match(/^\[[a-z_]+\]$/gm) ?? [];
+    assert.deepEqual(headers, [...new Set(headers)], "each section once");
     assert.match(text, /^statedir = var$/m);
     assert.match(text, /^bindhost = 127\.0\.0\.1$/m);
     const holder = passwordFile(dir);

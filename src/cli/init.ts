@@ -53,7 +53,12 @@ export function configText(set: ReadonlyMap<string, string>, command = "buildd i
     "# [builder] secrets; buildd refuses them here.",
   ];
   let section: string | null = null;
-  const keys = CONFIG_KEYS.filter((k: KeySpec) => k.type.kind !== "ignored");
+  // Grouped by section, in the order sections first appear: the table lists some keys
+  // apart from their section's others, and a section written twice would leave an
+  // operator looking for a key in the wrong block.
+  const listed = CONFIG_KEYS.filter((k: KeySpec) => k.type.kind !== "ignored");
+  const order = [...new Set(listed.map((k) => k.section))];
+  const keys = order.flatMap((name) => listed.filter((k) => k.section === name));
   for (const spec of keys) {
     if (spec.section !== section) {
       section = spec.section;
