@@ -187,8 +187,8 @@ describe("a fleet of buildd serve workers under one master", { skip }, () => {
     assert.equal((await master.waitForBuild(absent.buildrequestId)).results, RESULTS.CANCELLED);
   });
 
-  // Fails with buildd 0.1.0: the worker info keys capabilities by name, one entry each,
-  // so of two versions of one capability the master sees only the last declared.
+  // The worker info once kept one entry per capability name, so of two versions of one
+  // capability the master saw only the last declared; it now carries both.
   test("two versions of a capability: the master routes by either", async () => {
     // On the worker, BUILDD_REQUIRES picks the version that satisfies it.
     const here = await master.forceBuild("old-pgcap-here");
