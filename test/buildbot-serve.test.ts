@@ -25,7 +25,7 @@ import {
   type SlotsApi,
 } from "../harness/buildbot-worker-dir.js";
 import { RpcFault } from "../harness/client.js";
-import { eventually, makeTarball, putInCache } from "../harness/fixtures.js";
+import { eventually, makeTarball, pidsWithMarker, putInCache } from "../harness/fixtures.js";
 import { startLibrarian, type Librarian } from "../harness/librarian.js";
 import type { XmlRpcStruct } from "../src/rpc/codec.js";
 
@@ -36,6 +36,9 @@ const root = process.getuid?.() === 0;
 const MAIN = { name: "serve-main", password: "main-worker-pw-71" };
 const FULL = { name: "serve-full", password: "full-worker-pw-72" };
 const WRONG = { name: "serve-wrong", password: "wrong-worker-pw-73" };
+const TERM = { name: "serve-term", password: "term-worker-pw-74" };
+/** On the command line of the processes the SIGTERM test's step leaves behind. */
+const TERM_MARKER = "buildd-serve-term-9137";
 
 // A step that says it started (a file in $GATE) and waits until the test releases it
 // (another file there): two of them both started prove that two builds overlap.
@@ -56,6 +59,9 @@ const BUILDERS = `
   builder('gated-full', ['serve-full'], gated('bb-full'))
   builder('after-lp', ['serve-full'], steps.ShellCommand(name='after',
       command='echo ran after the launchpad build'))
+  builder('left-behind', ['serve-term'], steps.ShellCommand(name='bg',
+      command='(sh -c "sleep 300; :" ${TERM_MARKER} &) ; setsid sh -c "sleep 301; :" ${TERM_MARKER} & '
+              'echo background started; sh -c "sleep 302; :" ${TERM_MARKER}'))
   for name in ['lock-a', 'lock-b']:
       builder(name, ['serve-main'], steps.ShellCommand(name='locked',
           env={'BUILDD_SHARED_CACHE_LOCK': 'exclusive'},
@@ -83,6 +89,7 @@ describe("buildd serve from a create-worker directory, under a real master", { s
         { name: MAIN.name, password: MAIN.password, maxBuilds: 2 },
         { name: FULL.name, password: FULL.password, maxBuilds: 1 },
         { name: WRONG.name, password: "the-right-password" },
+        { name: TERM.name, password: TERM.password },
       ],
       builders: BUILDERS,
     });
@@ -380,6 +387,40 @@ describe("buildd serve from a create-worker directory, under a real master", { s
       logs.some((l) => /waiting for the shared cache lock, held by builder lock-[ab]/.test(l)),
       logs.join("\n---\n"),
     );
+  });
+
+  test("SIGTERM during a Buildbot step: buildd stops at once, kills the step's whole tree, the master retries", async () => {
+    const term = await startWorkerDir({ masterPort: master.workerPort, ...TERM });
+    try {
+      await master.waitForWorker(TERM.name, true);
+      const forced = await master.forceBuild("left-behind");
+      const build = await master.waitForBuildStart(forced.buildrequestId);
+      await eventually(
+        "the step and its background processes run",
+        () => pidsWithMarker(TERM_MARKER).length >= 3,
+      );
+      const t0 = Date.now();
+      const exit = await term.proc.kill("SIGTERM", 15_000);
+      assert.equal(exit, 0, `buildd serve exits by itself, cleanly:\n${term.logText()}`);
+      assert.ok(Date.now() - t0 < 10_000, `stopped in ${Date.now() - t0} ms`);
+      await eventually(
+        "no process of the step is left",
+        () => pidsWithMarker(TERM_MARKER).length === 0,
+        5000,
+      );
+      await master.waitForWorker(TERM.name, false);
+      // The worker went away mid-build: Buildbot's answer is to retry it elsewhere.
+      const ended = await master.waitForBuildEnd(build.buildid);
+      assert.ok(
+        ([RESULTS.RETRY, RESULTS.EXCEPTION, RESULTS.CANCELLED] as number[]).includes(
+          ended.results ?? -1,
+        ),
+        `the build ended ${String(ended.results)}`,
+      );
+      await master.cancelBuildRequest(forced.buildrequestId);
+    } finally {
+      await term.stop();
+    }
   });
 
   test("the master restarts: buildd reconnects and the next build succeeds", async () => {
