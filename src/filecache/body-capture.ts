@@ -19,6 +19,12 @@ import type { IncomingMessage } from "node:http";
 const BATCH_BYTES = 2 * 1024 * 1024;
 /** Start a new buffer when less than this is left in the current one. */
 const MIN_READ = 64 * 1024;
+/**
+ * At most this much per read: each read is hashed on the main thread before the next
+ * event, and SHA-1 of 2 MiB takes ~4 ms here, which status() calls arriving meanwhile
+ * would wait for (bench/rpc-under-download.ts). 256 KiB keeps that under a millisecond.
+ */
+const MAX_READ = 256 * 1024;
 /** Buffers kept for the next download. */
 const MAX_SPARE = 4;
 const spare: Buffer[] = [];
@@ -62,6 +68,10 @@ export class BodyCapture {
   private pending: { chunk: Buffer; release: () => void }[] = [];
   private ended = false;
   private closed = false;
+  /** The sink asked to pause (data() returned false) and has not resumed yet. */
+  private held = false;
+  /** A resume is scheduled for the next turn of the event loop. */
+  private yielding = false;
 
   constructor(options: net.NetConnectOpts) {
     this.socket = net.connect({
@@ -107,13 +117,17 @@ export class BodyCapture {
   attach(sink: BodySink): void {
     this.sink = sink;
     for (const p of this.pending.splice(0)) {
-      if (!sink.data(p.chunk, p.release)) this.socket.pause();
+      if (!sink.data(p.chunk, p.release)) this.held = true;
     }
+    // Reading stopped after the last piece (see onRead); go on unless the sink is full.
+    if (!this.held && !this.ended) this.socket.resume();
     if (this.ended) sink.end();
     if (this.closed) sink.close();
   }
 
+  /** The sink can take more (after data() returned false). */
   resume(): void {
+    this.held = false;
     if (!this.closed) this.socket.resume();
   }
 
@@ -122,11 +136,23 @@ export class BodyCapture {
       this.batch.unref();
       this.batch = new Batch();
     }
-    return this.batch.buf.subarray(this.batch.fill);
+    return this.batch.buf.subarray(this.batch.fill, this.batch.fill + MAX_READ);
   }
 
   private onRead(chunk: Buffer): boolean {
-    if (this.mode === "raw") return this.deliver(chunk);
+    if (this.mode === "raw") {
+      this.held = !this.deliver(chunk);
+      // One read per turn of the event loop: libuv would otherwise go on reading (up to
+      // 32 reads per event), and status() calls would wait for all of them to be hashed.
+      if (!this.held && !this.yielding) {
+        this.yielding = true;
+        setImmediate(() => {
+          this.yielding = false;
+          if (!this.held) this.resume();
+        });
+      }
+      return false;
+    }
     if (this.mode === "parser") {
       this.forward(chunk, false);
       return true;
