@@ -24,7 +24,18 @@ describe("buildd command line", () => {
     const commands = stdout.split("Commands:\n")[1]!.trimEnd().split("\n");
     assert.deepEqual(
       commands.map((line) => /^ {2}(\S+)/.exec(line)?.[1]),
-      ["serve", "init", "status", "logs", "drain", "undrain", "history", "build", "help"],
+      [
+        "serve",
+        "init",
+        "create-worker",
+        "status",
+        "logs",
+        "drain",
+        "undrain",
+        "history",
+        "build",
+        "help",
+      ],
       `one line per command, none wrapped:\n${stdout}`,
     );
     for (const line of commands) assert.match(line, /^ {2}\S.* {2,}\S/, `a description: ${line}`);
