@@ -285,6 +285,8 @@ export interface BuildbotMaster {
    * joined by "\n", without a final newline.
    */
   logText(buildId: number, stepNumber: number, slug?: string): Promise<string>;
+  /** logText() of the build's step named `stepName` (which must exist). */
+  stepLog(buildId: number, stepName: string, slug?: string): Promise<string>;
   /**
    * The same log from the `/contents` endpoint: the stored lines as they are, i.e. each
    * line of a stdio log starting with its stream marker, each ending in "\n".
@@ -482,6 +484,14 @@ export async function startBuildbotMaster(opts: MasterOptions): Promise<Buildbot
   const logPath = (buildId: number, step: number, slug: string): string =>
     `builds/${buildId}/steps/${step}/logs/${encodeURIComponent(slug)}`;
 
+  async function rawLog(buildId: number, step: number, slug: string): Promise<string> {
+    const res = await fetch(`${base()}/${logPath(buildId, step, slug)}/raw`);
+    const text = await res.text();
+    if (res.status !== 200)
+      throw new Error(`log ${slug} of step ${step}: HTTP ${res.status}: ${text}`);
+    return text;
+  }
+
   return {
     dir,
     get workerPort() {
@@ -537,12 +547,14 @@ export async function startBuildbotMaster(opts: MasterOptions): Promise<Buildbot
     async steps(buildId) {
       return (await api<{ steps: StepJson[] }>(`builds/${buildId}/steps`)).steps;
     },
-    async logText(buildId, step, slug = "stdio") {
-      const res = await fetch(`${base()}/${logPath(buildId, step, slug)}/raw`);
-      const text = await res.text();
-      if (res.status !== 200)
-        throw new Error(`log ${slug} of step ${step}: HTTP ${res.status}: ${text}`);
-      return text;
+    logText: (buildId, step, slug = "stdio") => rawLog(buildId, step, slug),
+    async stepLog(buildId, stepName, slug = "stdio") {
+      const { steps } = await api<{ steps: StepJson[] }>(`builds/${buildId}/steps`);
+      const step = steps.find((s) => s.name === stepName);
+      if (step === undefined) {
+        throw new Error(`no step ${stepName} in ${JSON.stringify(steps.map((s) => s.name))}`);
+      }
+      return rawLog(buildId, step.number, slug);
     },
     async logContent(buildId, step, slug = "stdio") {
       const { logchunks } = await api<{ logchunks: { content: string }[] }>(

@@ -130,12 +130,7 @@ describe("a fleet of buildd serve workers under one master", { skip }, () => {
     return new Map((await master.workers()).map((w) => [w.workerid, w.name]));
   }
 
-  async function stepLog(buildId: number, name: string): Promise<string> {
-    const steps = await master.steps(buildId);
-    const step = steps.find((s) => s.name === name);
-    assert.ok(step, `no step ${name} in ${JSON.stringify(steps.map((s) => s.name))}`);
-    return master.logText(buildId, step.number);
-  }
+  const stepLog = (buildId: number, name: string): Promise<string> => master.stepLog(buildId, name);
 
   test("requires(): only the worker with the capability runs it, with its environment; a secret scrubbed", async () => {
     const pgWorker = byName.get("fleet-pg")!;
