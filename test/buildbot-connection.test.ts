@@ -16,6 +16,10 @@ import { MachineSlots } from "../src/builder/slots.js";
 import { startBuildbotWorker } from "../src/buildbot/worker.js";
 import { createScrubber } from "../src/log/scrub.js";
 import { processRunner } from "../src/process/runner.js";
+import { MasterConnection } from "../src/buildbot/connection.js";
+import WebSocketClient from "ws";
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 type Msg = Record<string, unknown>;
 
@@ -205,4 +209,32 @@ test("the wire: auth, answers, seq numbers, and a drop that kills the command", 
     server.close();
   }
   assert.equal(worker.status().state, "stopped");
+});
+
+test("a master that stops answering pings is dropped after an interval; one that answers is kept", async () => {
+  const log = pino({ level: "silent" });
+  const connect = async (autoPong: boolean): Promise<{ closed: Promise<string>; stop(): void }> => {
+    const server = new WebSocketServer({ port: 0, host: "127.0.0.1", autoPong });
+    await new Promise<void>((r) => server.once("listening", () => r()));
+    const { port } = server.address() as { port: number };
+    const ws = new WebSocketClient(`ws://127.0.0.1:${port}/`);
+    await new Promise<void>((r, j) => ws.once("open", () => r()).once("error", j));
+    const conn = new MasterConnection(ws, () => null, log, 100);
+    return {
+      closed: new Promise((resolve) => conn.onClose(resolve)),
+      stop() {
+        conn.close();
+        server.close();
+        for (const c of server.clients) c.terminate();
+      },
+    };
+  };
+  const silent = await connect(false);
+  const why = await Promise.race([silent.closed, sleep(3000).then(() => "still open")]);
+  assert.equal(why, "the master did not answer a ping within 0.1 s");
+  silent.stop();
+  const alive = await connect(true);
+  const state = await Promise.race([alive.closed, sleep(600).then(() => "still open")]);
+  assert.equal(state, "still open", "a master that answers pings is kept");
+  alive.stop();
 });

@@ -10,6 +10,15 @@ import { decodeFrame, encodeFrame, reason, type WireMap } from "./wire.js";
 /** What a request from the master is answered with; a throw becomes is_exception. */
 export type RequestHandler = (op: string, msg: WireMap) => unknown;
 
+/**
+ * How often we ping the master at the WebSocket level. A master whose machine vanished
+ * (power, network) sends no close, and its own keepalive comes only hourly: without a
+ * pong by the next ping the connection is dropped, so the worker reconnects (and its
+ * commands stop) within two intervals instead of when TCP gives up, hours later.
+ * Generous, so that a master busy storing a large log is not taken for dead.
+ */
+export const PING_INTERVAL_MS = 30_000;
+
 /** A request of ours the master answered with is_exception, or that the connection lost. */
 export class MasterError extends Error {}
 
@@ -21,12 +30,26 @@ export class MasterConnection {
   >();
   private closedWith: string | null = null;
   private readonly closeCallbacks: ((why: string) => void)[] = [];
+  private readonly heartbeat: NodeJS.Timeout;
 
   constructor(
     private readonly ws: WebSocket,
     private readonly handler: RequestHandler,
     private readonly log: Logger,
+    pingIntervalMs = PING_INTERVAL_MS,
   ) {
+    let answered = true;
+    ws.on("pong", () => void (answered = true));
+    this.heartbeat = setInterval(() => {
+      if (!answered) {
+        ws.terminate();
+        this.lost(`the master did not answer a ping within ${pingIntervalMs / 1000} s`);
+        return;
+      }
+      answered = false;
+      if (ws.readyState === WebSocket.OPEN) ws.ping();
+    }, pingIntervalMs);
+    this.heartbeat.unref();
     ws.on("message", (data: WebSocket.RawData, isBinary: boolean) => {
       if (!isBinary) {
         this.log.warn("buildbot: ignoring a text frame from the master");
@@ -107,6 +130,7 @@ export class MasterConnection {
   private lost(why: string): void {
     if (this.closedWith !== null) return;
     this.closedWith = why;
+    clearInterval(this.heartbeat);
     for (const w of this.waiting.values()) w.reject(new MasterError(`connection lost: ${why}`));
     this.waiting.clear();
     for (const cb of this.closeCallbacks.splice(0)) cb(why);
