@@ -116,11 +116,11 @@ describe("downloads whose body is read past node:http", () => {
     assert.deepEqual(await get([h10, ...cut(body, [1000, 150_000])]), body);
   });
 
-  test("bytes past the Content-Length, in the same write or the next", async () => {
-    for (const pieces of [
-      [Buffer.concat([whole, Buffer.from("extra")])],
-      [whole, Buffer.from("x")],
-    ]) {
+  // Only bytes that arrive together with the end of the body can be told apart: once
+  // Content-Length bytes are in, the download is complete, and a byte in a later write
+  // may or may not be read before it ends (it raced, and failed a CI run).
+  test("bytes past the Content-Length, in the same write", async () => {
+    for (const pieces of [[Buffer.concat([whole, Buffer.from("extra")])]]) {
       await assert.rejects(get(pieces, 0), (err: unknown) => {
         assert.ok(err instanceof FetchError);
         assert.equal(err.reason, "body longer than its Content-Length");
