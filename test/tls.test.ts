@@ -221,7 +221,9 @@ ${code}
     await waitUntil(
       async () => (await servedFingerprint(port, "127.0.0.1", pki.ca)) === fingerprintOf(renewed),
     );
-    assert.match(p.logText(), /reloaded the TLS certificate and key/);
+    // The log line is written after the new context is in use: it may arrive a moment
+    // after the first connection that sees the new certificate.
+    await waitUntil(async () => /reloaded the TLS certificate and key/.test(p.logText()));
 
     const { stdout } = await call(`
 import time
