@@ -11,15 +11,32 @@
 // Both listening ports are chosen by the kernel (port 0) and read back from /proc, so no
 // other process can take them between choosing and binding; restart() reuses them.
 
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
-import { ROOT } from "./dist.js";
 import { listeningAddresses } from "./listening.js";
+import {
+  DIE_WITH_PARENT,
+  removeDir,
+  runTool,
+  sleep,
+  spawnGroup,
+  tempDir,
+  type GroupChild,
+} from "./buildbot-processes.js";
 
-const SCAFFOLDING = path.join(ROOT, "harness/buildbot");
-const HELPERS = path.join(ROOT, "contrib/buildbot");
+// Re-exported: the tests and the Python worker's module take them from here.
+export {
+  buildbotMissing,
+  buildbotPython,
+  DIE_WITH_PARENT,
+  pythonEnv,
+  removeDir,
+  runTool,
+  sleep,
+  spawnGroup,
+  tempDir,
+  type GroupChild,
+} from "./buildbot-processes.js";
 
 /** Build and step results as the master reports them. */
 export const RESULTS = {
@@ -31,155 +48,6 @@ export const RESULTS = {
   RETRY: 5,
   CANCELLED: 6,
 } as const;
-
-/** Why the Buildbot tests cannot run here, or false when they can. */
-export function buildbotMissing(): string | false {
-  for (const tool of ["buildbot", "buildbot-worker"]) {
-    if (spawnSync(tool, ["--version"], { stdio: "ignore" }).status !== 0) {
-      return `${tool} is not installed (scripts/test-deps.sh installs Debian's)`;
-    }
-  }
-  return false;
-}
-
-/** The Python the `buildbot` command runs with (its #! line): for scripts importing buildbot. */
-export function buildbotPython(): string {
-  const which = spawnSync("sh", ["-c", "command -v buildbot"], { encoding: "utf8" });
-  const script = which.stdout.trim();
-  const line = script ? fs.readFileSync(script, "utf8").split("\n")[0]! : "";
-  const m = /^#!\s*(\S+)(?:\s+(\S+))?/.exec(line);
-  if (!m) return "python3";
-  return m[1]!.endsWith("/env") && m[2] ? m[2] : m[1]!;
-}
-
-// ---------------------------------------------------------------------------------------
-// Child processes: each leads a process group of its own, which stop() and the exit of
-// this process kill whole, with the processes below it that lead groups of their own
-// (the Python worker starts each command in a new group). The Python side also asks the
-// kernel to kill it when its parent dies (PR_SET_PDEATHSIG), which covers this process
-// being killed outright.
-
-/** Python for a .tac file: die with the process that started us. */
-export const DIE_WITH_PARENT = `
-import ctypes as _ctypes, signal as _signal
-_ctypes.CDLL(None).prctl(1, int(_signal.SIGKILL))  # PR_SET_PDEATHSIG
-`;
-
-export interface GroupChild {
-  readonly child: ChildProcess;
-  readonly pid: number;
-  /** stdout and stderr so far (twistd writes its log to a file; this catches crashes). */
-  output(): string;
-  /** Whether it has exited. */
-  exited(): boolean;
-  /** SIGTERM the group, SIGKILL it after `graceMs`; resolves once the leader is gone. */
-  stop(graceMs?: number): Promise<void>;
-}
-
-const liveGroups = new Set<number>();
-const liveDirs = new Set<string>();
-process.once("exit", () => {
-  for (const pid of liveGroups) killGroup(pid, "SIGKILL");
-  for (const dir of liveDirs) fs.rmSync(dir, { recursive: true, force: true });
-});
-
-function killGroup(pid: number, signal: NodeJS.Signals): void {
-  try {
-    process.kill(-pid, signal);
-  } catch {
-    // gone already
-  }
-}
-
-/** A temporary directory removed at the latest when this process exits. */
-export function tempDir(prefix: string): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
-  liveDirs.add(dir);
-  return dir;
-}
-
-export function removeDir(dir: string): void {
-  fs.rmSync(dir, { recursive: true, force: true });
-  liveDirs.delete(dir);
-}
-
-/** The environment of the Python processes: our modules importable, no .pyc files left. */
-export function pythonEnv(): NodeJS.ProcessEnv {
-  const paths = [SCAFFOLDING, HELPERS, process.env["PYTHONPATH"]].filter(Boolean);
-  return { ...process.env, PYTHONPATH: paths.join(":"), PYTHONDONTWRITEBYTECODE: "1" };
-}
-
-/** Every process below `pid`, from the parent ids in /proc. */
-function descendants(pid: number): number[] {
-  const children = new Map<number, number[]>();
-  for (const entry of fs.readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    let stat: string;
-    try {
-      stat = fs.readFileSync(`/proc/${entry}/stat`, "utf8");
-    } catch {
-      continue; // gone meanwhile
-    }
-    // "pid (comm) state ppid …": comm may hold spaces and parentheses.
-    const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-    children.set(ppid, [...(children.get(ppid) ?? []), Number(entry)]);
-  }
-  const found: number[] = [];
-  for (let queue = [pid]; queue.length > 0;) {
-    const next = children.get(queue.shift()!) ?? [];
-    found.push(...next);
-    queue.push(...next);
-  }
-  return found;
-}
-
-export function spawnGroup(command: string, args: string[], cwd: string): GroupChild {
-  const child = spawn(command, args, {
-    cwd,
-    env: pythonEnv(),
-    detached: true,
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  const pid = child.pid;
-  if (pid === undefined) throw new Error(`could not start ${command}`);
-  liveGroups.add(pid);
-  let out = "";
-  child.stdout?.on("data", (c: Buffer) => (out += c.toString("utf8")));
-  child.stderr?.on("data", (c: Buffer) => (out += c.toString("utf8")));
-  let done = false;
-  const gone = new Promise<void>((resolve) =>
-    child.once("exit", () => {
-      done = true;
-      resolve();
-    }),
-  );
-  return {
-    child,
-    pid,
-    output: () => out,
-    exited: () => done,
-    async stop(graceMs = 10_000) {
-      const below = done ? [] : descendants(pid);
-      if (!done) killGroup(pid, "SIGTERM");
-      const timer = setTimeout(() => killGroup(pid, "SIGKILL"), graceMs);
-      await gone;
-      clearTimeout(timer);
-      // The leader is gone; whatever it left, in its group or in groups of their own, too.
-      for (const group of [pid, ...below]) killGroup(group, "SIGKILL");
-      liveGroups.delete(pid);
-    },
-  };
-}
-
-/** Run a short command to completion; throws with its output when it fails. */
-export function runTool(command: string, args: string[], cwd: string): void {
-  const r = spawnSync(command, args, { cwd, env: pythonEnv(), encoding: "utf8" });
-  if (r.status !== 0) {
-    throw new Error(`${command} ${args.join(" ")} failed (${r.status}):\n${r.stdout}${r.stderr}`);
-  }
-}
-
-export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 // ---------------------------------------------------------------------------------------
 // The master.
