@@ -2,7 +2,7 @@
 // → CLEANING → IDLE. Every transition is in TRANSITIONS (transitions.ts); an illegal one
 // is a typed error with the table's message (the reference's wording, which managers may
 // match on) and where the builder is and what to do, which the dispatcher turns into
-// fault 8002. At ~550 lines it is the largest module on purpose: every phase of the one
+// fault 8002. At ~600 lines it is the largest module on purpose: every phase of the one
 // state machine — start, finish, clean, shutdown, recovery — changes the builder's state
 // here and nowhere else.
 //

@@ -41,7 +41,7 @@ export type KeyType =
   | { readonly kind: "boolean" }
   /** A POSIX user name, for the user builds run as. */
   | { readonly kind: "user" }
-  /** Hosts, host:port pairs and CIDR networks (src/protocol/allow.ts); empty: any. */
+  /** Hosts, host:port pairs and CIDR networks (src/protocol/allow.ts); empty: anywhere. */
   | { readonly kind: "allow-list" }
   /** `host:port` of a server to connect to; empty: none. */
   | { readonly kind: "endpoint" }

@@ -7,6 +7,12 @@
 // only in undici 8, which needs Node 22. node:http handles such responses as a normal
 // end of body, reports every failure as an 'error' event we listen for, and streams with
 // backpressure just as well; hashing (not the client) is the bottleneck on this hardware.
+//
+// Over 500 lines on purpose: it is one Download, the one owner of a download's request,
+// redirect hops, three timers, temporary file and writer, whose failure paths must all
+// meet in one cleanup. What stands apart already has a module of its own: URLs
+// (fetch-url.ts), errors (fetch-errors.ts), the raw body reader (body-capture.ts) and the
+// durable writer (durable-writer.ts).
 
 import { createHash } from "node:crypto";
 import { open, unlink } from "node:fs/promises";
