@@ -136,52 +136,31 @@ await main("buildbot", async () => {
 
   const b = (s: Sample[]): number[] => s.map((x) => x.buildMs);
   const st = (s: Sample[]): number[] => s.map((x) => x.stepS);
-  const refName = "python buildbot-worker";
-  const medianRatio = median(b(ours)) / median(b(ref));
-  report.add({
-    name: "force_to_complete.median",
-    value: median(b(ours)),
-    unit: "ms",
-    ref: { name: refName, value: median(b(ref)) },
-    target: atMostRatio(medianRatio, 1.0),
-    samples: ROUNDS,
-  });
-  report.add({
-    name: "force_to_complete.p90",
-    value: percentile(b(ours), 90),
-    unit: "ms",
-    ref: { name: refName, value: percentile(b(ref), 90) },
-    samples: ROUNDS,
-  });
-  report.add({
-    name: "step_duration.mean",
-    value: mean(st(ours)),
-    unit: "s",
-    ref: { name: refName, value: mean(st(ref)) },
-    samples: ROUNDS,
-  });
-  report.add({
-    name: "step_duration.median",
-    value: median(st(ours)),
-    unit: "s",
-    ref: { name: refName, value: median(st(ref)) },
-    samples: ROUNDS,
-  });
-  report.add({
-    name: "step_duration.p90",
-    value: percentile(st(ours), 90),
-    unit: "s",
-    ref: { name: refName, value: percentile(st(ref), 90) },
-    samples: ROUNDS,
-  });
   const el = (s: Sample[]): number[] => s.map((x) => x.elapsedMs);
-  report.add({
-    name: "worker_reported_elapsed.median",
-    value: median(el(ours)),
-    unit: "ms",
-    ref: { name: refName, value: median(el(ref)) },
-    samples: ROUNDS,
-  });
+  const refName = "python buildbot-worker";
+  const p90 = (xs: number[]): number => percentile(xs, 90);
+  // Each figure: one statistic of one measure, ours against the Python worker's.
+  const figures: [string, (xs: number[]) => number, (s: Sample[]) => number[], string][] = [
+    ["force_to_complete.median", median, b, "ms"],
+    ["force_to_complete.p90", p90, b, "ms"],
+    ["step_duration.mean", mean, st, "s"],
+    ["step_duration.median", median, st, "s"],
+    ["step_duration.p90", p90, st, "s"],
+    ["worker_reported_elapsed.median", median, el, "ms"],
+  ];
+  for (const [name, stat, measure, unit] of figures) {
+    report.add({
+      name,
+      value: stat(measure(ours)),
+      unit,
+      ref: { name: refName, value: stat(measure(ref)) },
+      // The one target: the whole forced build, median against median.
+      ...(name === "force_to_complete.median"
+        ? { target: atMostRatio(median(b(ours)) / median(b(ref)), 1.0) }
+        : {}),
+      samples: ROUNDS,
+    });
+  }
   const perStep = (one: Sample[], ten: Sample[]): number => (median(b(ten)) - median(b(one))) / 9;
   report.add({
     name: "per_added_step",
