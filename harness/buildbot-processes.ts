@@ -34,8 +34,9 @@ export function buildbotPython(): string {
 
 // ---------------------------------------------------------------------------------------
 // Child processes: each leads a process group of its own, which stop() and the exit of
-// this process kill whole, with the processes below it that lead groups of their own
-// (the Python worker starts each command in a new group). The Python side also asks the
+// this process kill whole while its leader lives, and the processes below it that lead
+// groups of their own (the Python worker starts each command in a new group) one by one,
+// each only if it is still the process it was. The Python side also asks the
 // kernel to kill it when its parent dies (PR_SET_PDEATHSIG), which covers this process
 // being killed outright.
 
@@ -89,28 +90,55 @@ export function pythonEnv(): NodeJS.ProcessEnv {
   return { ...process.env, PYTHONPATH: paths.join(":"), PYTHONDONTWRITEBYTECODE: "1" };
 }
 
+/** A process as /proc names it: its pid and its start time, which a reused pid does not share. */
+interface ProcessId {
+  readonly pid: number;
+  readonly start: string;
+}
+
+/** Fields of /proc/PID/stat after "(comm)", which may hold spaces and parentheses. */
+function statFields(pid: number): string[] | null {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  } catch {
+    return null; // gone meanwhile
+  }
+}
+
 /** Every process below `pid`, from the parent ids in /proc. */
-function descendants(pid: number): number[] {
-  const children = new Map<number, number[]>();
+function descendants(pid: number): ProcessId[] {
+  const children = new Map<number, ProcessId[]>();
   for (const entry of fs.readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
-    let stat: string;
-    try {
-      stat = fs.readFileSync(`/proc/${entry}/stat`, "utf8");
-    } catch {
-      continue; // gone meanwhile
-    }
-    // "pid (comm) state ppid …": comm may hold spaces and parentheses.
-    const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-    children.set(ppid, [...(children.get(ppid) ?? []), Number(entry)]);
+    const f = statFields(Number(entry));
+    if (f === null) continue;
+    // state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime
+    // cutime cstime priority nice threads itrealvalue starttime
+    const ppid = Number(f[1]);
+    children.set(ppid, [...(children.get(ppid) ?? []), { pid: Number(entry), start: f[19]! }]);
   }
-  const found: number[] = [];
+  const found: ProcessId[] = [];
   for (let queue = [pid]; queue.length > 0;) {
     const next = children.get(queue.shift()!) ?? [];
     found.push(...next);
-    queue.push(...next);
+    queue.push(...next.map((p) => p.pid));
   }
   return found;
+}
+
+/**
+ * SIGKILL `p` if it is still the process it was. Never a process group or a bare pid
+ * once its process may be gone: the kernel reuses pids, and the test runner's own
+ * children lead groups of their own, so a stale kill would hit another test's process.
+ */
+function killIfSame(p: ProcessId): void {
+  if (statFields(p.pid)?.[19] !== p.start) return;
+  try {
+    process.kill(p.pid, "SIGKILL");
+  } catch {
+    // gone meanwhile
+  }
 }
 
 export function spawnGroup(command: string, args: string[], cwd: string): GroupChild {
@@ -130,6 +158,8 @@ export function spawnGroup(command: string, args: string[], cwd: string): GroupC
   const gone = new Promise<void>((resolve) =>
     child.once("exit", () => {
       done = true;
+      // From now on its pid may be reused: never signalled again by that number.
+      liveGroups.delete(pid);
       resolve();
     }),
   );
@@ -139,14 +169,16 @@ export function spawnGroup(command: string, args: string[], cwd: string): GroupC
     output: () => out,
     exited: () => done,
     async stop(graceMs = 10_000) {
+      // Its processes, taken while the leader still lives: whatever it leaves, in its
+      // group or in groups of their own (the Python worker's commands), is among them.
       const below = done ? [] : descendants(pid);
       if (!done) killGroup(pid, "SIGTERM");
-      const timer = setTimeout(() => killGroup(pid, "SIGKILL"), graceMs);
+      const timer = setTimeout(() => {
+        if (!done) killGroup(pid, "SIGKILL");
+      }, graceMs);
       await gone;
       clearTimeout(timer);
-      // The leader is gone; whatever it left, in its group or in groups of their own, too.
-      for (const group of [pid, ...below]) killGroup(group, "SIGKILL");
-      liveGroups.delete(pid);
+      below.forEach(killIfSame);
     },
   };
 }
