@@ -1,7 +1,7 @@
 // The builder as a real child process, killed with SIGKILL and started again on the same
 // directories: nothing the manager was told is lost, nothing of a dead build survives.
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { promisify } from "node:util";
@@ -75,6 +75,65 @@ describe("restarts (SIGKILL)", () => {
       assert.ok(last?.["started"] && last["ended"] && last["cleaned"]);
     } finally {
       await p.kill("SIGTERM");
+    }
+  });
+
+  test("killed while BUILDING, its processes gone and their namespace number reused: the new owner's processes are left alone", async () => {
+    const dirs: BuilderDirs = makeBuilderDirs();
+    let p = await startBuilderProcess(dirs);
+    const tree = await putInCache(p.client, lib(), tarball, "restart-reused-ns");
+    await startScriptBuild(p.client, "RESTART-NS", tree, {
+      steps: [{ name: "long", run: "sleep 4250.3" }],
+    });
+    await eventually("the build's sleeper", () => pidsWithMarker("sleep 4250.3").length > 0);
+    const db = new Database(path.join(dirs.statedir, "buildd.sqlite"));
+    const row = (): { seq: number; pid_namespace: string | null } =>
+      db.prepare("SELECT seq, pid_namespace FROM builds ORDER BY seq DESC LIMIT 1").get() as {
+        seq: number;
+        pid_namespace: string | null;
+      };
+    await eventually("the journal records the namespace", () => row().pid_namespace !== null);
+    assert.equal(await p.kill("SIGKILL"), "SIGKILL");
+    // The build's processes die while no builder runs; another program then owns a PID
+    // namespace with the number the journal holds (the kernel reuses freed numbers).
+    for (const pid of pidsWithMarker("4250.3")) process.kill(pid, "SIGKILL");
+    await eventually("the build's processes are gone", () => pidsWithMarker("4250.3").length === 0);
+    const other = spawn("unshare", ["--pid", "--fork", "sleep", "4251.3"], {
+      stdio: "ignore",
+      detached: true,
+    });
+    try {
+      // The sleeper itself, inside the namespace (not unshare, which names it too).
+      const ownNs = fs.readlinkSync("/proc/self/ns/pid");
+      const nsOf = (pid: number): string => fs.readlinkSync(`/proc/${pid}/ns/pid`);
+      const otherSleeper = (): number | undefined =>
+        pidsWithMarker("sleep 4251.3").find((pid) => nsOf(pid) !== ownNs);
+      await eventually("the other sleeper", () => otherSleeper() !== undefined);
+      const sleeper = otherSleeper()!;
+      const otherNs = nsOf(sleeper);
+      const { seq, pid_namespace } = row();
+      const recorded = JSON.parse(pid_namespace!) as { ns: string };
+      assert.notEqual(recorded.ns, otherNs);
+      db.prepare("UPDATE builds SET pid_namespace = ? WHERE seq = ?").run(
+        JSON.stringify({ ...recorded, ns: otherNs }),
+        seq,
+      );
+      db.close();
+
+      p = await startBuilderProcess(dirs);
+      try {
+        const s = await status(p.client);
+        assert.equal(s["builder_status"], "BuilderStatus.WAITING");
+        assert.equal(s["build_status"], "BuildStatus.BUILDERFAIL");
+        assert.equal(otherSleeper(), sleeper, "the other namespace's process lives");
+        assert.doesNotMatch(p.logText(), /killed leftover processes/);
+        await cleanBuilder(p.client);
+      } finally {
+        await p.kill("SIGTERM");
+      }
+    } finally {
+      if (db.open) db.close();
+      if (other.pid !== undefined) process.kill(-other.pid, "SIGKILL");
     }
   });
 

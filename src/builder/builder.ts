@@ -28,7 +28,7 @@ import { parseBuildArgs } from "../buildtypes/arguments.js";
 import { isSafeComponent } from "../protocol/names.js";
 import { describeError, illegalState, invalidArgument } from "../errors.js";
 import type { FileCache } from "../filecache/store.js";
-import { signalNamespace } from "../process/pidns.js";
+import { signalRecordedNamespace } from "../process/pidns.js";
 import { createScrubber, type Scrubber } from "../log/scrub.js";
 import { isStruct, type Struct, type Value } from "../protocol/values.js";
 import { BuildLog, readLogTail } from "../log/buildlog.js";
@@ -579,8 +579,15 @@ export class Builder {
       await this.clean().catch(() => undefined);
       return;
     }
-    if (current.pidNamespace) {
-      const killed = signalNamespace(current.pidNamespace, "SIGKILL");
+    const recorded = current.pidNamespace;
+    if (recorded && "legacy" in recorded) {
+      // Only an inode number, which may belong to another namespace by now: not killed.
+      logger.warn(
+        { namespace: recorded.ns },
+        "the interrupted build's processes were recorded by an older buildd and cannot be told from others; not killed",
+      );
+    } else if (recorded) {
+      const killed = signalRecordedNamespace(recorded, "SIGKILL");
       if (killed.length > 0)
         logger.warn({ pids: killed }, "killed leftover processes of the interrupted build");
     }

@@ -9,6 +9,7 @@ import fs from "node:fs";
 import type { Db } from "../state/db.js";
 import type { Struct } from "../protocol/values.js";
 import { BuilderStatus, type BuildResult, type BuilderPhase } from "../protocol/states.js";
+import type { NamespaceIdentity } from "../process/pidns.js";
 
 export interface BuildRecord {
   readonly seq: number;
@@ -25,7 +26,8 @@ export interface BuildRecord {
   readonly results: Record<string, string>;
   readonly created: string[];
   readonly extraStatus: Struct;
-  readonly pidNamespace: string | null;
+  /** The PID namespace of the build's current process, while it runs. */
+  readonly pidNamespace: RecordedNamespace | null;
   readonly cleanedAt: number | null;
 }
 
@@ -64,9 +66,21 @@ function fromRow(r: BuildRow): BuildRecord {
     results: JSON.parse(r.results) as Record<string, string>,
     created: JSON.parse(r.created) as string[],
     extraStatus: JSON.parse(r.extra_status) as Struct,
-    pidNamespace: r.pid_namespace,
+    pidNamespace: namespaceFromColumn(r.pid_namespace),
     cleanedAt: r.cleaned_at,
   };
+}
+
+/**
+ * A namespace as the journal holds it: the whole identity (JSON), or, written by a buildd
+ * before it recorded more, the bare "pid:[…]" name, which cannot tell a reused number.
+ */
+export type RecordedNamespace = NamespaceIdentity | { readonly ns: string; readonly legacy: true };
+
+function namespaceFromColumn(text: string | null): RecordedNamespace | null {
+  if (text === null) return null;
+  if (!text.startsWith("{")) return { ns: text, legacy: true };
+  return JSON.parse(text) as NamespaceIdentity;
 }
 
 /** Told of every build that finishes (the builder's metrics), after it is recorded. */
@@ -183,8 +197,10 @@ export class Journal {
       .run(JSON.stringify(extra), seq);
   }
 
-  setPidNamespace(seq: number, ns: string | null): void {
-    this.db.prepare("UPDATE builds SET pid_namespace = ? WHERE seq = ?").run(ns, seq);
+  setPidNamespace(seq: number, id: NamespaceIdentity | null): void {
+    this.db
+      .prepare("UPDATE builds SET pid_namespace = ? WHERE seq = ?")
+      .run(id === null ? null : JSON.stringify(id), seq);
   }
 
   /** BUILDING/ABORTING → WAITING with the result, in one transaction. */

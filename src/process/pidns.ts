@@ -3,6 +3,12 @@
 //
 // A namespace is named by its /proc/<pid>/ns/pid link, e.g. "pid:[4026532179]". Zombies
 // have no namespace links any more; they are dead already and are not reported.
+//
+// That name alone is not an identity: the kernel reuses a freed namespace's inode number
+// (and numbers start afresh at every boot). What stays true of one namespace is its PID 1:
+// the kernel kills every other member when PID 1 exits, and PID 1 only finishes exiting
+// once they are gone. So a namespace is identified by PID 1's pid and start time (and the
+// boot), and it is still the one recorded exactly while that process is alive.
 
 import { readFileSync, readdirSync, readlinkSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -36,6 +42,65 @@ function statFields(pid: number): string[] | null {
   } catch {
     return null;
   }
+}
+
+/** Who a PID namespace is, in a form that survives a restart of the daemon (see above). */
+export interface NamespaceIdentity {
+  /** The namespace link, "pid:[…]". */
+  readonly ns: string;
+  /** Its PID 1, as a pid of the daemon's namespace. */
+  readonly init: number;
+  /** PID 1's start time (clock ticks after boot, /proc/<pid>/stat field 22). */
+  readonly initStart: string;
+  /** /proc/sys/kernel/random/boot_id when it was recorded. */
+  readonly bootId: string;
+}
+
+function bootId(): string {
+  return readFileSync("/proc/sys/kernel/random/boot_id", "latin1").trim();
+}
+
+function startTime(pid: number): string | null {
+  return statFields(pid)?.[19] ?? null;
+}
+
+/** The identity of the namespace whose PID 1 is `init`; null if it is gone already. */
+export function identifyNamespace(init: number): NamespaceIdentity | null {
+  const ns = pidNamespaceOf(init);
+  const initStart = startTime(init);
+  if (ns === null || initStart === null) return null;
+  // Read again: the pid could have been reused between the two reads.
+  if (pidNamespaceOf(init) !== ns) return null;
+  return { ns, init, initStart, bootId: bootId() };
+}
+
+/** True while the recorded namespace still exists: its PID 1 is the same living process. */
+export function isSameNamespace(id: NamespaceIdentity): boolean {
+  return (
+    id.bootId === bootId() &&
+    isAlive(id.init) &&
+    startTime(id.init) === id.initStart &&
+    pidNamespaceOf(id.init) === id.ns
+  );
+}
+
+/**
+ * Signal every process of the recorded namespace, if it is still that namespace (never a
+ * namespace that merely got the same inode number); returns the pids signalled. PID 1 is
+ * looked at right before the scan: while it lives the namespace cannot be freed, and the
+ * scan takes milliseconds, far less than emptying, freeing and reusing a namespace.
+ */
+export function signalRecordedNamespace(id: NamespaceIdentity, signal: NodeJS.Signals): number[] {
+  if (!isSameNamespace(id)) return [];
+  return signalNamespace(id.ns, signal);
+}
+
+/** Members of the recorded namespace (none once its PID 1 is gone: then it is empty). */
+export function processesInRecordedNamespace(id: NamespaceIdentity): number[] {
+  if (!isSameNamespace(id)) return [];
+  const pids = processesInNamespace(id.ns);
+  // PID 1 gone during the scan: the namespace emptied, what was seen are other processes'.
+  return isSameNamespace(id) ? pids : [];
 }
 
 /** True while the process exists and is not a zombie. */

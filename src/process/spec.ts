@@ -5,6 +5,7 @@
 
 import type { OutputSink } from "../log/buildlog.js";
 import { defaultEnv } from "./environment.js";
+import type { NamespaceIdentity } from "./pidns.js";
 
 /**
  * How a command is isolated. By default it runs as PID 1 of a fresh PID namespace, so
@@ -65,8 +66,8 @@ export interface RunningProcess {
   readonly done: Promise<RunResult>;
   /** TERM every process of the tree, wait up to graceMs, KILL; report what is still alive. */
   terminate(graceMs: number): Promise<{ survivors: number[] }>;
-  /** The PID namespace the command runs in ("pid:[…]"), or null when not isolated. */
-  readonly namespace: Promise<string | null>;
+  /** The PID namespace the command runs in, or null when not isolated. */
+  readonly namespace: Promise<NamespaceIdentity | null>;
   /**
    * SIGKILL those of `pids` (survivors terminate() reported) that are still alive, and
    * return them: abort() calls it until nothing is left or its timeout passes.

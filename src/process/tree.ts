@@ -8,14 +8,17 @@
 
 import type { Readable } from "node:stream";
 import {
+  identifyNamespace,
   isAlive,
+  isSameNamespace,
   nsChildPid,
   pidNamespaceOf,
   processesInGroup,
-  processesInNamespace,
+  processesInRecordedNamespace,
   signalAll,
-  signalNamespace,
+  signalRecordedNamespace,
   waitFor,
+  type NamespaceIdentity,
 } from "./pidns.js";
 import type { RunResult } from "./spec.js";
 
@@ -42,13 +45,12 @@ export interface Child {
 
 export class ProcessTree {
   readonly pid: number;
-  /** The PID namespace ("pid:[…]") while isolated; null otherwise or once unknown. */
-  readonly namespace: Promise<string | null>;
+  /** The PID namespace while isolated; null otherwise or once unknown. */
+  readonly namespace: Promise<NamespaceIdentity | null>;
   private exited = false;
   private sawQuirk = false;
   /** terminate() SIGKILLed the namespace's PID 1 itself (see exitResult). */
   private killedInit = false;
-  private readonly nsInfo: Promise<{ init: number; ns: string } | null>;
   private terminating: Promise<{ survivors: number[] }> | undefined;
 
   /** `settled`: execa's promise, which settles once the process exited and its pipes closed. */
@@ -80,14 +82,13 @@ export class ProcessTree {
     settled.then(clear, clear);
     // Find the namespace right away, while its PID 1 certainly exists.
     const ownNs = pidNamespaceOf(process.pid);
-    this.nsInfo =
+    this.namespace =
       isolated && this.pid > 0
         ? nsChildPid(this.pid).then((init) => {
-            const ns = init === null ? null : pidNamespaceOf(init);
-            return init !== null && ns !== null && ns !== ownNs ? { init, ns } : null;
+            const id = init === null ? null : identifyNamespace(init);
+            return id !== null && id.ns !== ownNs ? id : null;
           })
         : Promise.resolve(null);
-    this.namespace = this.nsInfo.then((info) => info?.ns ?? null);
   }
 
   /** stderr without unshare's SIGKILL quirk line (noting that it was there). */
@@ -128,7 +129,7 @@ export class ProcessTree {
 
   private async kill(graceMs: number): Promise<{ survivors: number[] }> {
     const pid = this.pid;
-    const info = await this.nsInfo;
+    const info = await this.namespace;
     // unshare exiting by itself means it reaped PID 1, which the kernel only lets exit
     // once the namespace is empty. After we SIGKILL unshare that proves nothing.
     let exitMeansEmpty = true;
@@ -136,13 +137,13 @@ export class ProcessTree {
     const remaining = (): number[] => {
       if (!info) return processesInGroup(pid);
       if (this.exited && exitMeansEmpty) return [];
-      return [...processesInNamespace(info.ns), ...(isAlive(pid) ? [pid] : [])];
+      return [...processesInRecordedNamespace(info), ...(isAlive(pid) ? [pid] : [])];
     };
     const killGroup = (signal: NodeJS.Signals): void => signalAll([-pid], signal);
 
     // PID 1 of the namespace ignores this unless it handles TERM; the rest get a chance
     // to clean up. unshare itself blocks TERM.
-    if (info) signalNamespace(info.ns, "SIGTERM");
+    if (info) signalRecordedNamespace(info, "SIGTERM");
     killGroup("SIGTERM");
     await waitFor(() => remaining().length === 0, graceMs, 50);
 
@@ -151,8 +152,8 @@ export class ProcessTree {
       // measure. unshare is left to reap PID 1 (killing it first would orphan a zombie)
       // and is only killed, with its group, if it does not exit by itself.
       this.killedInit = true;
-      signalAll([info.init], "SIGKILL");
-      signalNamespace(info.ns, "SIGKILL");
+      if (isSameNamespace(info)) signalAll([info.init], "SIGKILL");
+      signalRecordedNamespace(info, "SIGKILL");
       await waitFor(() => this.exited, 1000);
     }
     if (remaining().length > 0) {
