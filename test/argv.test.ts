@@ -365,49 +365,56 @@ describe("the host backend", () => {
 describe("the unpacker", () => {
   const member = (name: string): string =>
     `-rw-r--r-- 0/0               5 2026-11-21 19:55 ${name}`;
+  /** A runner whose tar "lists" `lines` into its index file, as tar -vv --index-file does. */
+  const listing = (lines: string[]): RecordingRunner =>
+    new RecordingRunner((cmd) => {
+      const index = cmd.argv.find((a) => a.startsWith("--index-file="));
+      if (index) fs.writeFileSync(index.slice("--index-file=".length), lines.join("\n") + "\n");
+      return {};
+    });
 
   test("tar -xvv runs through the runner; its listing is checked, not logged", async () => {
     const { workspace, log } = fresh();
-    const runner = new RecordingRunner(() => ({
-      stdout: `${member("./etc/hostname")}\n${member("./etc/hosts")}\n`,
-    }));
-    const r = await startUnpack(runner, "/cache/abc", workspace, { log, track: (p) => p }).done;
+    const dest = path.join(workspace, "chroot");
+    const runner = listing([member("./etc/hostname"), member("./etc/hosts")]);
+    const r = await startUnpack(runner, "/cache/abc", dest, { log, track: (p) => p }).done;
     assert.deepEqual(r, { exitCode: 0, signal: null });
+    const index = path.join(workspace, ".chroot.members");
     assert.deepEqual(runner.commands, [
       {
         kind: "start",
         argv: [
           "tar",
           "-xvv",
+          `--index-file=${index}`,
           "--numeric-owner",
           "--quoting-style=escape",
           "-f",
           "/cache/abc",
           "-C",
-          workspace,
+          dest,
         ],
       },
     ]);
-    assert.deepEqual(runner.terminated, []);
+    assert.equal(fs.existsSync(index), false, "the index file is removed");
     log.close();
     const text = fs.readFileSync(log.path, "utf8");
     assert.match(text, /\[buildd\] unpacked 2 members\n$/);
     assert.doesNotMatch(text, /etc\/hostname/);
   });
 
-  test("the first bad member stops tar, and the unpack fails saying which", async () => {
+  test("a bad member fails the unpack, saying which (the first of them)", async () => {
     const { workspace, log } = fresh();
-    const runner = new RecordingRunner(() => ({
-      stdout: `${member("./ok")}\n${member("./a/../../escape")}\n${member("./later")}\n`,
-    }));
-    const r = await startUnpack(runner, "/cache/abc", workspace, { log, track: (p) => p }).done;
+    const dest = path.join(workspace, "chroot");
+    const runner = listing([member("./ok"), member("./a/../../escape"), member("/etc/absolute")]);
+    const r = await startUnpack(runner, "/cache/abc", dest, { log, track: (p) => p }).done;
     assert.deepEqual(r, { exitCode: 1, signal: null });
-    assert.deepEqual(runner.terminated, [0]);
     log.close();
     assert.match(
       fs.readFileSync(log.path, "utf8"),
       /\[buildd\] refusing the chroot tarball: member \.\/a\/\.\.\/\.\.\/escape contains "\.\."\n$/,
     );
+    assert.equal(fs.existsSync(path.join(workspace, ".chroot.members")), false);
   });
 });
 
