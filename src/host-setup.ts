@@ -86,7 +86,8 @@ export async function ensureBuildUser(
 ): Promise<BuildUser | null> {
   if (process.getuid?.() !== 0) return null;
   const user = config.build.user;
-  if (await userExists(runner, user)) return idsOf(runner, user);
+  const existing = await lookUpUser(runner, user);
+  if (existing) return existing;
   const made = await runner.capture({
     argv: [
       "useradd",
@@ -101,7 +102,7 @@ export async function ensureBuildUser(
     isolation: { pid: false },
   });
   // Another builder starting at the same moment may have created it first.
-  const raced = made.exitCode !== 0 && (await userExists(runner, user));
+  const raced = made.exitCode !== 0 && (await lookUpUser(runner, user)) !== null;
   if (made.exitCode !== 0 && !raced) {
     throw new BuilddError(
       "BUILDD_ERR_CONFIG",
@@ -110,7 +111,12 @@ export async function ensureBuildUser(
   }
   if (!raced)
     log.warn({ user }, "created the system user that host build steps run as ([build] user)");
-  return idsOf(runner, user);
+  const created = await lookUpUser(runner, user);
+  if (created) return created;
+  throw new BuilddError(
+    "BUILDD_ERR_CONFIG",
+    `[build] user ${user} was created but getent passwd does not find it; check /etc/nsswitch.conf`,
+  );
 }
 
 /** The build user and its ids, resolved once at start-up so that no step needs to ask. */
@@ -121,24 +127,28 @@ export interface BuildUser {
   readonly gid: number;
 }
 
-async function idsOf(runner: ProcessRunner, user: string): Promise<BuildUser> {
-  const [uid, gid] = await Promise.all([idOf(runner, user, "-u"), idOf(runner, user, "-g")]);
-  return { user, uid, gid };
-}
-
-async function idOf(runner: ProcessRunner, user: string, flag: "-u" | "-g"): Promise<number> {
-  const r = await runner.capture({ argv: ["id", flag, user], isolation: { pid: false } });
-  const id = Number(r.stdout.trim());
-  if (r.exitCode !== 0 || r.stdout.trim() === "" || !Number.isInteger(id)) {
+/**
+ * The user and its ids from one `getent passwd` (the system's user database, NSS
+ * included, as id(1) reads it), or null if there is no such user. One process at
+ * start-up instead of three calls of id(1) in two rounds.
+ */
+async function lookUpUser(runner: ProcessRunner, user: string): Promise<BuildUser | null> {
+  const r = await runner.capture({ argv: ["getent", "passwd", user], isolation: { pid: false } });
+  // 2: no such user. Anything else that is not a passwd line is the system's failure.
+  if (r.exitCode === 2) return null;
+  // name:password:uid:gid:gecos:home:shell
+  const fields = r.stdout.trim().split(":");
+  const ids = fields.slice(2, 4);
+  if (
+    r.exitCode !== 0 ||
+    fields.length !== 7 ||
+    fields[0] !== user ||
+    !ids.every((id) => /^\d+$/.test(id))
+  ) {
     throw new BuilddError(
       "BUILDD_ERR_CONFIG",
-      `[build] user ${user}: cannot read its ${flag === "-u" ? "user" : "group"} id (id ${flag}: ${r.stderr.trim() || r.error || `exit status ${r.exitCode}`})`,
+      `[build] user ${user}: cannot read its user and group ids (getent passwd: ${r.stderr.trim() || r.error || `exit status ${r.exitCode}`})`,
     );
   }
-  return id;
-}
-
-async function userExists(runner: ProcessRunner, user: string): Promise<boolean> {
-  const r = await runner.capture({ argv: ["id", "-u", user], isolation: { pid: false } });
-  return r.exitCode === 0;
+  return { user, uid: Number(ids[0]), gid: Number(ids[1]) };
 }
