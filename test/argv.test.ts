@@ -416,6 +416,20 @@ describe("the unpacker", () => {
     );
     assert.equal(fs.existsSync(path.join(workspace, ".chroot.members")), false);
   });
+
+  test("a listing that cannot be read fails an unpack tar reports as done", async () => {
+    const { workspace, log } = fresh();
+    const dest = path.join(workspace, "chroot");
+    // A tar that "succeeds" without writing its index: nothing unchecked becomes a chroot.
+    const runner = new RecordingRunner(() => ({}));
+    const r = await startUnpack(runner, "/cache/abc", dest, { log, track: (p) => p }).done;
+    assert.deepEqual(r, { exitCode: 1, signal: null });
+    log.close();
+    assert.match(
+      fs.readFileSync(log.path, "utf8"),
+      /\[buildd\] refusing the chroot tarball: its member listing could not be read \(ENOENT/,
+    );
+  });
 });
 
 describe("short commands", () => {

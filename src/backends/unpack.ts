@@ -15,6 +15,7 @@
 
 import fs from "node:fs";
 import path from "node:path";
+import readline from "node:readline";
 import type { StepIO } from "./backend.js";
 import type { ProcessRunner, RunningProcess, RunResult } from "../process/runner.js";
 import { StepFailed } from "./util.js";
@@ -56,24 +57,35 @@ export function indexFileFor(dest: string): string {
   return path.join(path.dirname(dest), `.${path.basename(dest)}.members`);
 }
 
-/** Each member line of the index, in order; count and first refusal. */
-function checkIndex(index: string): { members: number; refused: string | null } {
+/**
+ * Each member line of the index, in order: the count and the first refusal. Read as a
+ * stream, a 64 KiB chunk at a time with the event loop free in between: checked at once,
+ * a bookworm chroot's 15,000 lines held status() up for 23-89 ms, and the index of a
+ * tarball with millions of members could not be held in memory. An index that cannot be
+ * read is a refusal: nothing unchecked becomes a chroot.
+ */
+async function checkIndex(
+  index: string,
+): Promise<{ members: number; refused: string | null; unreadable: boolean }> {
   let members = 0;
-  let text: string;
   try {
-    text = fs.readFileSync(index, "utf8");
-  } catch {
-    return { members, refused: null };
+    const lines = readline.createInterface({
+      input: fs.createReadStream(index, { encoding: "utf8" }),
+      crlfDelay: Infinity,
+    });
+    for await (const line of lines) {
+      members++;
+      const why = checkMember(line);
+      if (why) {
+        lines.close();
+        return { members, refused: why, unreadable: false };
+      }
+    }
+  } catch (err) {
+    const why = `its member listing could not be read (${(err as Error).message})`;
+    return { members, refused: why, unreadable: true };
   }
-  for (let start = 0; start < text.length;) {
-    let end = text.indexOf("\n", start);
-    if (end === -1) end = text.length;
-    const why = checkMember(text.slice(start, end));
-    members++;
-    if (why) return { members, refused: why };
-    start = end + 1;
-  }
-  return { members, refused: null };
+  return { members, refused: null, unreadable: false };
 }
 
 /**
@@ -104,8 +116,13 @@ export function startUnpack(
     // The listing is checked, not logged: a chroot has tens of thousands of members.
     log: io.log,
   });
-  const done = tar.done.then((r): RunResult => {
-    const { members, refused } = checkIndex(index);
+  const done = tar.done.then(async (r): Promise<RunResult> => {
+    // Checked whether or not tar succeeded: GNU tar skips a member with ".." and fails
+    // at the end, and the listing names it. A listing tar did not get to write is a
+    // refusal only when tar claims success; otherwise tar's stderr says why.
+    const check = await checkIndex(index);
+    const { members } = check;
+    const refused = check.unreadable && r.exitCode !== 0 ? null : check.refused;
     fs.rmSync(index, { force: true });
     if (refused) io.log.write(`[buildd] refusing the chroot tarball: ${refused}\n`);
     else if (r.exitCode === 0) io.log.write(`[buildd] unpacked ${members} members\n`);
