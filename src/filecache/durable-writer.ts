@@ -5,13 +5,15 @@
 // one write per chunk. Up to WRITES_IN_FLIGHT batches are written at once, each at its
 // own offset: the copy into the page cache is most of a download's CPU (perf: 62% of
 // the daemon's samples, in the thread pool, against 14% for SHA-1 on the main thread),
-// and one write at a time left it on one core. Every SYNC_EVERY bytes an fdatasync() is started in the
-// background (one at a time, never awaited by the writes): without it the kernel keeps
-// the whole file dirty in memory until the final fsync, which then waits for the disk
-// to write all of it, long after the network was done. With it the disk writes while
-// the body arrives and the final fsync (still required: a name in the cache must
-// survive power loss) has only the tail left. All I/O goes through the FileHandle, so
-// closing it waits for whatever is still in flight.
+// and one write at a time left it on one core.
+//
+// Every SYNC_EVERY bytes an fdatasync() is started in the background (one at a time,
+// never awaited by the writes): without it the kernel keeps the whole file dirty in
+// memory until the final fsync, which then waits for the disk to write all of it, long
+// after the network was done. With it the disk writes while the body arrives and the
+// final fsync (still required: a name in the cache must survive power loss) has only
+// the tail left. All I/O goes through the FileHandle, so closing it waits for whatever
+// is still in flight.
 
 import type { FileHandle } from "node:fs/promises";
 
