@@ -56,8 +56,11 @@ export interface NamespaceIdentity {
   readonly bootId: string;
 }
 
+let ownBootId: string | undefined;
+/** This boot's id: read once, it cannot change while the daemon runs. */
 function bootId(): string {
-  return readFileSync("/proc/sys/kernel/random/boot_id", "latin1").trim();
+  ownBootId ??= readFileSync("/proc/sys/kernel/random/boot_id", "latin1").trim();
+  return ownBootId;
 }
 
 function startTime(pid: number): string | null {
@@ -76,12 +79,10 @@ export function identifyNamespace(init: number): NamespaceIdentity | null {
 
 /** True while the recorded namespace still exists: its PID 1 is the same living process. */
 export function isSameNamespace(id: NamespaceIdentity): boolean {
-  return (
-    id.bootId === bootId() &&
-    isAlive(id.init) &&
-    startTime(id.init) === id.initStart &&
-    pidNamespaceOf(id.init) === id.ns
-  );
+  if (id.bootId !== bootId()) return false;
+  const fields = statFields(id.init);
+  if (fields === null || !isLiving(fields[0])) return false;
+  return fields[19] === id.initStart && pidNamespaceOf(id.init) === id.ns;
 }
 
 /**
@@ -103,10 +104,14 @@ export function processesInRecordedNamespace(id: NamespaceIdentity): number[] {
   return isSameNamespace(id) ? pids : [];
 }
 
+/** A /proc/<pid>/stat state of a process that exists and is not a zombie. */
+function isLiving(state: string | undefined): boolean {
+  return state !== undefined && state !== "Z" && state !== "X";
+}
+
 /** True while the process exists and is not a zombie. */
 export function isAlive(pid: number): boolean {
-  const state = statFields(pid)?.[0];
-  return state !== undefined && state !== "Z" && state !== "X";
+  return isLiving(statFields(pid)?.[0]);
 }
 
 /** Living members of a process group. */
