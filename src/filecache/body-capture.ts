@@ -20,9 +20,10 @@ const BATCH_BYTES = 2 * 1024 * 1024;
 /** Start a new buffer when less than this is left in the current one. */
 const MIN_READ = 64 * 1024;
 /**
- * At most this much per read: each read is hashed on the main thread before the next
- * event, and SHA-1 of 2 MiB takes ~4 ms here, which status() calls arriving meanwhile
- * would wait for (bench/rpc-under-download.ts). 256 KiB keeps that under a millisecond.
+ * At most this much per read. When the hash ran on the main thread, SHA-1 of a 2 MiB
+ * read took ~4 ms there, which status() calls arriving meanwhile waited for
+ * (bench/rpc-under-download.ts); 256 KiB kept that under a millisecond. The hash is now
+ * on its own thread, and 256 KiB still bounds what one turn of the loop does.
  */
 const MAX_READ = 256 * 1024;
 /** Buffers kept for the next download. */
@@ -44,7 +45,8 @@ export interface BodySink {
 
 /** One buffer being filled by reads; back to the pool once no piece of it is in use. */
 class Batch {
-  readonly buf: Buffer = spare.pop() ?? Buffer.allocUnsafeSlow(BATCH_BYTES);
+  // Shared memory: the hashing thread reads the pieces where they are (sha1-thread.ts).
+  readonly buf: Buffer = spare.pop() ?? Buffer.from(new SharedArrayBuffer(BATCH_BYTES));
   fill = 0;
   /** Pieces handed out and not released, plus one while it is the current buffer. */
   refs = 1;

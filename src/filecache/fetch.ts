@@ -14,7 +14,6 @@
 // (fetch-url.ts), errors (fetch-errors.ts), the raw body reader (body-capture.ts) and the
 // durable writer (durable-writer.ts).
 
-import { createHash } from "node:crypto";
 import { open, unlink } from "node:fs/promises";
 import type { FileHandle } from "node:fs/promises";
 import http from "node:http";
@@ -27,6 +26,7 @@ import { FetchError, localError, networkError, shortBody } from "./fetch-errors.
 import { authority, basicAuth, parseUrl } from "./fetch-url.js";
 import { DurableWriter } from "./durable-writer.js";
 import { BodyCapture } from "./body-capture.js";
+import { startSha1, type Sha1 } from "./sha1-thread.js";
 import { refusal, type AllowEntry } from "../protocol/allow.js";
 
 export { FetchError } from "./fetch-errors.js";
@@ -296,11 +296,31 @@ class Download {
 
   /**
    * Stream the body to the file while hashing. Chunks go straight from the response to
-   * the hash and a batching writer (no stream layers in between: a 1 GiB body is 16,000
-   * socket reads, and per-chunk machinery cost more CPU than the hash); the writer makes
-   * the data durable as it goes, so the final fsync has little left to do.
+   * the hash (on its own thread: sha1-thread.ts) and a batching writer (no stream layers
+   * in between: a 1 GiB body is 16,000 socket reads, and per-chunk machinery cost more
+   * CPU than the hash); the writer makes the data durable as it goes, so the final fsync
+   * has little left to do. A chunk's buffer is given back once both have done with it.
    */
   private async save(res: IncomingMessage): Promise<FetchResult> {
+    const hash = startSha1();
+    try {
+      const bytes = await this.saveBody(res, hash);
+      const sha1 = await hash.digest().catch((err: unknown) => {
+        throw new FetchError(
+          "BUILDD_ERR_FETCH_LOCAL",
+          `cannot hash the download: ${describeError(err)}`,
+          {
+            cause: err,
+          },
+        );
+      });
+      return { sha1, bytes };
+    } finally {
+      hash.drop();
+    }
+  }
+
+  private async saveBody(res: IncomingMessage, hash: Sha1): Promise<number> {
     const attempt = this.attempt!;
     const { maxBytes } = this.limits;
     const declared = contentLength(res);
@@ -319,7 +339,6 @@ class Download {
     }
 
     const path = this.req.destPath;
-    const hash = createHash("sha1");
     let bytes = 0;
     const writer = new DurableWriter(this.file!);
     this.writer = writer;
@@ -360,7 +379,23 @@ class Download {
             (err: unknown) => settle(localError(err, path)),
           );
         };
-        /** One piece of the body; false: pause the source until the writer drains. */
+        // The source pauses while the writer or the hash has too much queued, and goes
+        // on once neither has.
+        let writerFull = false;
+        let hashFull = false;
+        let resumeSource = (): void => undefined;
+        const drained = (): void => {
+          if (!writerFull && !hashFull) resumeSource();
+        };
+        writer.onDrain = () => {
+          writerFull = false;
+          drained();
+        };
+        hash.onDrain = () => {
+          hashFull = false;
+          drained();
+        };
+        /** One piece of the body; false: pause the source until both drain. */
         const onChunk = (chunk: Buffer, release?: () => void): boolean => {
           if (settled || complete) {
             if (complete && capture) overrun = true;
@@ -386,8 +421,17 @@ class Download {
             );
             return true;
           }
-          hash.update(chunk);
-          const more = writer.write(chunk, release);
+          // The buffer is free once it is both hashed and written.
+          let users = 2;
+          const done =
+            release === undefined
+              ? undefined
+              : (): void => {
+                  if (--users === 0) release();
+                };
+          hashFull = !hash.update(chunk, done);
+          writerFull = !writer.write(chunk, done);
+          const more = !hashFull && !writerFull;
           if (capture && declared !== undefined && bytes === declared) {
             ended();
             // node:http would close the connection now; it does not know the body ended.
@@ -397,7 +441,7 @@ class Download {
           return more;
         };
         if (capture) {
-          writer.onDrain = () => capture.resume();
+          resumeSource = () => capture.resume();
           capture.attach({
             data: onChunk,
             end: () => {
@@ -413,7 +457,7 @@ class Download {
           }
           return;
         }
-        writer.onDrain = () => res.resume();
+        resumeSource = () => res.resume();
         res.on("data", (chunk: Buffer) => {
           if (!onChunk(chunk)) res.pause();
         });
@@ -460,7 +504,7 @@ class Download {
 
     this.file = undefined; // closed by the writer
     this.writer = undefined;
-    return { sha1: hash.digest("hex"), bytes };
+    return bytes;
   }
 
   private socketClosed(attempt: Attempt): Promise<void> {
