@@ -44,7 +44,7 @@ import {
 const ROUNDS = Number(process.env["BENCH_DOWNLOAD_ROUNDS"] ?? 3);
 /** launchpad-buildd 254 here: 1.61 CPU-s for 1 GiB from nginx (no fsync). */
 const REFERENCE_DAEMON_CPU_S_PER_GIB = 1.61;
-const PEER_URL = process.env["BENCH_PEER_URL"] ?? null;
+const PEER_URL = process.env["BENCH_PEER_URL"] || null;
 const PEER_PID = process.env["BENCH_PEER_PID"] ? Number(process.env["BENCH_PEER_PID"]) : null;
 
 interface Run {

@@ -85,7 +85,7 @@ interface LoadResult {
   cpuUs: number;
 }
 
-const PEER_URL = process.env["BENCH_PEER_URL"] ?? null;
+const PEER_URL = process.env["BENCH_PEER_URL"] || null;
 const PEER_PID = process.env["BENCH_PEER_PID"] ? Number(process.env["BENCH_PEER_PID"]) : null;
 const HAVE_WRK = spawnSync("wrk", ["--version"]).error === undefined;
 const scripts = new Map<string, string>();

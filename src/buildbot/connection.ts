@@ -3,7 +3,7 @@
 // master is answered — with its result, or with is_exception and the reason — even one
 // whose op we do not know, since the master waits for every answer.
 
-import WebSocket from "ws";
+import type WebSocket from "ws";
 import type { Logger } from "pino";
 import { decodeFrame, encodeFrame, reason, type WireMap } from "./wire.js";
 
@@ -47,7 +47,7 @@ export class MasterConnection {
         return;
       }
       answered = false;
-      if (ws.readyState === WebSocket.OPEN) ws.ping();
+      if (ws.readyState === ws.OPEN) ws.ping();
     }, pingIntervalMs);
     this.heartbeat.unref();
     ws.on("message", (data: WebSocket.RawData, isBinary: boolean) => {
@@ -86,7 +86,7 @@ export class MasterConnection {
   }
 
   close(code = 1000, why = "worker stopping"): void {
-    if (this.ws.readyState === WebSocket.OPEN || this.ws.readyState === WebSocket.CONNECTING) {
+    if (this.ws.readyState === this.ws.OPEN || this.ws.readyState === this.ws.CONNECTING) {
       this.ws.close(code, why);
     }
     // The master may not answer the close; the socket is ended after a moment by ws.
@@ -94,7 +94,7 @@ export class MasterConnection {
   }
 
   private send(message: WireMap): void {
-    if (this.ws.readyState !== WebSocket.OPEN) return;
+    if (this.ws.readyState !== this.ws.OPEN) return;
     this.ws.send(encodeFrame(message), { binary: true });
   }
 
@@ -148,8 +148,12 @@ function toBuffer(data: WebSocket.RawData): Buffer {
  * never echoes one, and ws aborts when an offered one is not). Resolves once open;
  * rejects with the reason as the master gave it ("401 Unauthorized") or the socket's
  * error ("connect ECONNREFUSED 127.0.0.1:9989").
+ *
+ * ws is loaded here, at the first connection, not with the daemon: loading it took about
+ * 30 ms of a 0.3 s start-up (bench/startup.ts), and a builder without [buildbot] never
+ * needs it. The connection is made after the builder listens, so no call waits for it.
  */
-export function openSocket<T>(
+export async function openSocket<T>(
   url: string,
   name: string,
   password: string,
@@ -159,6 +163,7 @@ export function openSocket<T>(
   /** Gives the attempt up (the worker stops) without waiting for the handshake's timeout. */
   signal?: AbortSignal,
 ): Promise<T> {
+  const { default: WebSocket } = await import("ws");
   return new Promise((resolve, reject) => {
     const auth = Buffer.from(`${name}:${password}`, "utf8").toString("base64");
     const ws = new WebSocket(url, {
