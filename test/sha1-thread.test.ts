@@ -145,3 +145,18 @@ describe("a download whose hashing thread dies", () => {
     assert.deepEqual(fs.readFileSync(again), body);
   });
 });
+
+// Last in the file: from here on this process hashes inline.
+describe("a hashing thread that dies before it ever answers", () => {
+  test("later hashes are computed inline, and are right", async () => {
+    await crashHashThreadForTests(); // the thread the earlier tests used, which answered
+    const first = startSha1(); // a new thread, stopped before it answers anything
+    assert.equal(await crashHashThreadForTests(), true);
+    await assert.rejects(first.digest(), /the SHA-1 thread stopped/);
+    const bytes = randomBytes(3_000_000);
+    const next = startSha1();
+    next.update(shared(bytes));
+    assert.equal(await next.digest(), sha1(bytes));
+    assert.equal(await crashHashThreadForTests(), false, "no thread was started for it");
+  });
+});

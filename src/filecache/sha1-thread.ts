@@ -83,6 +83,8 @@ class HashThread {
   private readonly streams = new Map<number, ThreadSha1>();
   private nextId = 1;
   failure: Error | null = null;
+  /** It has answered at least once: it started, so a later failure is not a failure to start. */
+  answered = false;
 
   constructor(private readonly onGone: (thread: HashThread) => void) {
     this.worker = new Worker(WORKER_SOURCE, {
@@ -90,7 +92,10 @@ class HashThread {
       // It holds one Hash per download; a small heap is plenty.
       resourceLimits: { maxOldGenerationSizeMb: 16, maxYoungGenerationSizeMb: 2 },
     });
-    this.worker.on("message", (reply: Reply) => this.streams.get(reply.id)?.reply(reply));
+    this.worker.on("message", (reply: Reply) => {
+      this.answered = true;
+      this.streams.get(reply.id)?.reply(reply);
+    });
     this.worker.on("error", (err) => this.gone(err));
     this.worker.on("exit", (code) => this.gone(new Error(`exited with code ${code}`)));
     this.worker.on("messageerror", (err) => this.gone(err));
@@ -321,15 +326,23 @@ class InlineSha1 implements Sha1 {
 }
 
 let shared: HashThread | null = null;
+/**
+ * A thread died before it ever answered (it could not start: no memory, a thread limit):
+ * hashes are computed inline from then on, slower but never failing for that reason.
+ */
+let threadsUnavailable = false;
 
 /** A SHA-1 computed on the daemon's hashing thread (inline if none can be started). */
 export function startSha1(): Sha1 {
+  if (threadsUnavailable) return new InlineSha1();
   if (shared === null || shared.failure !== null) {
     try {
       shared = new HashThread((gone) => {
+        if (!gone.answered) threadsUnavailable = true;
         if (shared === gone) shared = null;
       });
     } catch {
+      threadsUnavailable = true;
       return new InlineSha1();
     }
   }
