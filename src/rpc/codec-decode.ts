@@ -6,7 +6,8 @@
 // each closed one hands its value to its parent, so nesting costs no recursion and the
 // depth limit trips while parsing, before a hostile document has been read to its end.
 
-import { SaxesParser, type XMLDecl } from "saxes";
+import { createRequire } from "node:module";
+import type { SaxesParser as SaxesParserClass, XMLDecl } from "saxes";
 import { BuilddError } from "../errors.js";
 import { isStruct } from "../protocol/values.js";
 import { Frame, type Output } from "./codec-frame.js";
@@ -248,8 +249,17 @@ export class Tree {
   }
 }
 
+// saxes is loaded when a document first needs it, not with the daemon: the scanner reads
+// what managers send, and loading saxes was part of every start-up (bench/startup.ts).
+let saxes: typeof SaxesParserClass | null = null;
+function saxesParser(): typeof SaxesParserClass {
+  return (saxes ??= (createRequire(import.meta.url)("saxes") as typeof import("saxes"))
+    .SaxesParser);
+}
+
 /** The full reader: saxes enforces all of XML's well-formedness. */
 function parseWithSaxes(text: string, tree: Tree): Output {
+  const SaxesParser = saxesParser();
   const parser = new SaxesParser<{ xmlns: false; position: false }>({
     xmlns: false,
     position: false,
