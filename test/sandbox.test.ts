@@ -3,6 +3,7 @@
 // to the secrets file, the journal, the cache, the configuration or the builder itself —
 // while the build's own work succeeds and its secrets still reach it.
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -12,6 +13,7 @@ import { runScriptBuild } from "../harness/scenario.js";
 import { basicHeader, createClient, type RpcClient } from "../harness/client.js";
 import { makeTarball, putInCache } from "../harness/fixtures.js";
 import { suiteLibrarian } from "../harness/suite.js";
+import { sandboxWrap, type HostSandbox } from "../src/backends/sandbox.js";
 
 describe("unprivileged host steps", () => {
   const lib = suiteLibrarian();
@@ -136,3 +138,70 @@ async function fetchAuthed(url: string): Promise<string> {
   assert.equal(res.status, 200, url);
   return res.text();
 }
+
+// The prologue itself, run by hand in a fresh mount namespace (as the runner does), for
+// what the builds above do not reach: paths an fstab line must escape, and the check
+// that every mount in the table was made before the step runs.
+describe("the sandbox prologue", () => {
+  let root: string;
+  before(() => {
+    fs.mkdirSync(".cache", { recursive: true });
+    root = fs.mkdtempSync(path.join(path.resolve(".cache"), "prologue "));
+  });
+  after(() => fs.rmSync(root, { recursive: true, force: true }));
+
+  function layout(): { sandbox: HostSandbox; ws: string; secret: string; privateDir: string } {
+    const state = path.join(root, "state dir");
+    const ws = path.join(state, "builds", "build\tone");
+    fs.mkdirSync(ws, { recursive: true });
+    fs.writeFileSync(path.join(ws, "mine.txt"), "mine\n");
+    fs.writeFileSync(path.join(state, "journal"), "journal\n");
+    const secret = path.join(root, "secret file\\n.conf");
+    fs.writeFileSync(secret, "secret\n");
+    const privateDir = path.join(root, "private cache");
+    fs.mkdirSync(privateDir, { recursive: true });
+    fs.writeFileSync(path.join(privateDir, "entry"), "cached\n");
+    const sandbox: HostSandbox = {
+      user: "nobody",
+      gid: 65534,
+      statedir: state,
+      hidden: [secret, privateDir, path.join(root, "not there")],
+    };
+    return { sandbox, ws, secret, privateDir };
+  }
+
+  function run(argv: string[], script: string, cwd: string) {
+    return spawnSync(
+      "unshare",
+      ["--mount", "--propagation", "private", "--", ...argv, "sh", "-c", script],
+      { cwd, encoding: "utf8" },
+    );
+  }
+
+  test("paths with blanks, tabs and backslashes are covered and bound back exactly", () => {
+    const { sandbox, ws, secret, privateDir } = layout();
+    const probe = [
+      `cat mine.txt`,
+      `if cat '${secret}' 2>/dev/null; then echo LEAK secret; else echo denied secret; fi`,
+      `if ls '${privateDir}' 2>/dev/null | grep -q entry; then echo LEAK cache; else echo denied cache; fi`,
+      `if cat '${path.join(sandbox.statedir, "journal")}' 2>/dev/null; then echo LEAK journal; else echo denied journal; fi`,
+      `id -un`,
+    ].join("\n");
+    const r = run(sandboxWrap(sandbox, ws, []), probe, ws);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout, "mine\ndenied secret\ndenied cache\ndenied journal\nnobody\n", r.stderr);
+  });
+
+  test("a step does not run unless every mount of the table was made", () => {
+    const { sandbox, ws } = layout();
+    const argv = sandboxWrap(sandbox, ws, []);
+    // The count the prologue checks mount(8)'s report against, one too many: as if
+    // mount -a had skipped a line.
+    const at = argv.indexOf("--") - 1;
+    argv[at] = String(Number(argv[at]) + 1);
+    const r = run(argv, "echo RAN", ws);
+    assert.notEqual(r.status, 0);
+    assert.doesNotMatch(r.stdout, /RAN/);
+    assert.match(r.stderr, /buildd sandbox: \d+ of \d+ mounts made; not running the step/);
+  });
+});

@@ -19,6 +19,7 @@
 // the builder itself is not in the namespace at all, so it cannot be signalled.
 // Only the workspace is writable by the build user (it owns it; create() chowns it).
 
+import { randomBytes } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 
@@ -33,45 +34,55 @@ export interface HostSandbox {
   readonly hidden: readonly string[];
 }
 
+// The mounts are made by two mount(8) processes, not one per mount: a mount(8) costs
+// about 2 ms here, and a step on a real machine needs 6–10 of them (4 private places,
+// the workspace, kept directories, each hidden path), most of a no-op step's overhead
+// (bench/lifecycle.ts). The first mounts the private /tmp; the prologue writes the table
+// of all the others there (root's only, gone with the namespace: mount(8) reads a table
+// only from a regular file), and the second mounts them in order (`mount --fstab … -a`).
+//
 // The workspace is held as the shell's working directory while the state directory and
 // /tmp are covered (either may contain the other, or the workspace: test directories
-// live under /tmp), then bound back at its own path from ".", which mount(2) resolves
-// through the held directory (--no-canonicalize: mount(8) must not turn "." into the
-// now-covered path first). Directories a capability hands the build under the covered
-// places (a PostgreSQL socket directory in /tmp) are held the same way, as open file
-// descriptors 3-9, and bound back from /proc/self/fd/N, a link the kernel resolves to
-// the directory itself whatever now covers its path.
+// live under /tmp), then bound back at its own path from /proc/self/cwd, a link the
+// kernel resolves to the held directory itself whatever now covers its path
+// (--no-canonicalize: mount(8) must not turn it into the now-covered path first).
+// Directories a capability hands the build under the covered places (a PostgreSQL
+// socket directory in /tmp) are held the same way, as file descriptors 3-9, and bound
+// back from /proc/self/fd/N. Hidden directories get an empty tmpfs of mode 000, hidden
+// files an unreadable empty file from the private /tmp bound over them.
+//
+// mount -a skips a line whose source is already mounted at its target, which for a
+// tmpfs called "tmpfs" over a /dev/shm that already is one would leave it shared without
+// a word. So each step's tmpfs has a source name of its own, and the prologue checks that
+// mount(8) reports every line as mounted (-v), refusing to run the step otherwise.
 const PROLOGUE = `set -e
-user="$1"; group="$2"; ws="$3"; state="$4"; shift 4
+user="$1"; group="$2"; ws="$3"; source="$4"; table="$5"; lines="$6"; shift 6
 cwd="$PWD"
 cd "$ws"
 fd=2
 while [ "$1" != "--" ]; do
-  fd=$((fd + 1)); eval "exec $fd< \\"\\$1\\""; eval "keep$fd=\\"\\$1\\""
+  fd=$((fd + 1)); eval "exec $fd< \\"\\$1\\""
   shift
 done
 shift
-mount -t tmpfs -o nosuid,nodev,mode=0755 tmpfs "$state"
-mount -t tmpfs -o nosuid,nodev,mode=1777 tmpfs /tmp
-for d in /var/tmp /dev/shm; do
-  if [ -d "$d" ]; then mount -t tmpfs -o nosuid,nodev,mode=1777 tmpfs "$d"; fi
-done
-mkdir -p "$ws"
-mount --no-canonicalize --bind . "$ws"
-while [ "$fd" -gt 2 ]; do
-  eval "keep=\\"\\$keep$fd\\""
-  mkdir -p "$keep"
-  mount --no-canonicalize --bind "/proc/self/fd/$fd" "$keep"
-  eval "exec $fd<&-"
-  fd=$((fd - 1))
-done
-(umask 777; : > /tmp/.buildd-none); mkdir -m 000 /tmp/.buildd-nodir
-while [ "$1" != "--" ]; do
-  if [ -d "$1" ]; then mount --bind /tmp/.buildd-nodir "$1"
-  elif [ -e "$1" ]; then mount --bind /tmp/.buildd-none "$1"; fi
-  shift
-done
-shift
+mount -t tmpfs -o nosuid,nodev,mode=1777 "$source" /tmp
+(umask 077; printf '%s\\n' "$table" > /tmp/.buildd-fstab)
+(umask 777; : > /tmp/.buildd-none)
+out=$(mount --no-canonicalize --fstab /tmp/.buildd-fstab -a -v)
+made=0
+while IFS= read -r line; do
+  case "$line" in
+    *": successfully mounted") made=$((made + 1)) ;;
+    *) echo "buildd sandbox: mount: $line" >&2; exit 1 ;;
+  esac
+done <<EOF
+$out
+EOF
+if [ "$made" -ne "$lines" ]; then
+  echo "buildd sandbox: $made of $lines mounts made; not running the step" >&2
+  exit 1
+fi
+while [ "$fd" -gt 2 ]; do eval "exec $fd<&-"; fd=$((fd - 1)); done
 cd "$cwd"
 set +e
 exec 3<&0
@@ -81,7 +92,7 @@ wait $!
 `;
 
 /** The prologue holds kept directories as file descriptors 3-9. */
-const MAX_KEPT = 7;
+export const MAX_KEPT = 7;
 
 /** Where steps get a private empty directory instead of the host's. */
 const PRIVATE_DIRS = ["/tmp", "/var/tmp", "/dev/shm"];
@@ -108,7 +119,7 @@ export function keptDirectories(env: Readonly<Record<string, string>>, ws: strin
       if (dir !== under) keep.add(dir);
     }
   }
-  return [...keep].sort().slice(0, MAX_KEPT);
+  return [...keep].sort();
 }
 
 function isDirectory(p: string): boolean {
@@ -119,6 +130,13 @@ function isDirectory(p: string): boolean {
   }
 }
 
+/** A path as an fstab field: blanks, newlines and backslashes as octal escapes. */
+function fstabField(p: string): string {
+  return p.replace(/[\\ \t\n]/g, (c) => `\\${c.charCodeAt(0).toString(8).padStart(3, "0")}`);
+}
+
+const under = (p: string, dir: string): boolean => p === dir || p.startsWith(`${dir}/`);
+
 /**
  * argv that runs a command sandboxed for the workspace `ws` (under the runner's mount
  * namespace), keeping `keep` (see keptDirectories) visible.
@@ -127,7 +145,37 @@ export function sandboxWrap(sandbox: HostSandbox, ws: string, keep: readonly str
   // A kept directory that holds the covered state directory (a step's HOME=/tmp/w when
   // the builder's state is /tmp/w/var) would bring it back into sight whole: not kept.
   const state = path.normalize(sandbox.statedir);
-  const safe = keep.filter((k) => state !== k && !state.startsWith(`${k}/`));
+  const safe = keep.filter((k) => state !== k && !state.startsWith(`${k}/`)).slice(0, MAX_KEPT);
+  // A name no mount on the host has (see the note on mount -a above).
+  const source = `buildd-sandbox-${randomBytes(6).toString("hex")}`;
+  const tmpfs = (target: string, mode: string): string =>
+    // X-mount.mkdir: a state directory under /tmp is not there once /tmp is private.
+    `${source} ${fstabField(target)} tmpfs nosuid,nodev,mode=${mode},X-mount.mkdir 0 0`;
+  const bind = (from: string, target: string): string =>
+    `${from} ${fstabField(target)} none bind,X-mount.mkdir 0 0`;
+  const covered = [state, ...PRIVATE_DIRS.filter((d) => d === "/tmp" || isDirectory(d))];
+  const lines = [
+    tmpfs(state, "0755"),
+    ...covered.filter((d) => d !== state && d !== "/tmp").map((d) => tmpfs(d, "1777")),
+    bind("/proc/self/cwd", path.normalize(ws)),
+    ...safe.map((k, i) => bind(`/proc/self/fd/${i + 3}`, k)),
+  ];
+  // What the step could still reach: outside the covered places, or back in sight with
+  // the workspace or a kept directory.
+  const inSight = [path.normalize(ws), ...safe];
+  for (const hidden of sandbox.hidden) {
+    const p = path.normalize(hidden);
+    if (covered.some((c) => under(p, c)) && !inSight.some((k) => under(p, k))) continue;
+    let st: fs.Stats;
+    try {
+      st = fs.statSync(p);
+    } catch {
+      continue; // nothing there to hide
+    }
+    lines.push(
+      st.isDirectory() ? tmpfs(p, "000") : `/tmp/.buildd-none ${fstabField(p)} none bind 0 0`,
+    );
+  }
   return [
     "sh",
     "-c",
@@ -136,10 +184,10 @@ export function sandboxWrap(sandbox: HostSandbox, ws: string, keep: readonly str
     sandbox.user,
     String(sandbox.gid),
     ws,
-    sandbox.statedir,
+    source,
+    lines.join("\n"),
+    String(lines.length),
     ...safe,
-    "--",
-    ...sandbox.hidden,
     "--",
   ];
 }

@@ -31,8 +31,8 @@ export function sandboxedRun(
     keep.unshift(path.normalize(sharedCache));
   }
   return {
-    // The prologue holds at most 7 kept directories (file descriptors 3-9).
-    wrap: sandboxWrap(forBuildbot, builderDir, [...new Set(keep)].slice(0, 7)),
+    // The shared cache first: sandboxWrap keeps at most MAX_KEPT directories.
+    wrap: sandboxWrap(forBuildbot, builderDir, [...new Set(keep)]),
     isolation: { mount: true },
   };
 }
