@@ -89,10 +89,16 @@ describe("the hashing thread", () => {
   test("if the thread dies, the hashes in progress fail with the reason and the next works", async () => {
     const stream = startSha1();
     let handedBack = 0;
-    stream.update(shared(randomBytes(2_000_000)), () => handedBack++);
+    let drained = 0;
+    stream.onDrain = () => drained++;
+    // More than the high-water mark at once (no answer can come in between): the source
+    // is asked to pause, and must be let go again when the thread dies.
+    const full = !stream.update(shared(randomBytes(5_000_000)), () => handedBack++);
+    assert.ok(full, "5 MB at once is above the hash's high-water mark");
     assert.equal(await crashHashThreadForTests(), true);
     await assert.rejects(stream.digest(), /the SHA-1 thread stopped/);
     assert.equal(handedBack, 1, "its pieces are free: nothing will read them");
+    assert.equal(drained, 1, "a source paused on the hash is let go");
     const next = startSha1();
     const bytes = randomBytes(1_500_000);
     next.update(shared(bytes));

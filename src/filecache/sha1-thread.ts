@@ -247,6 +247,12 @@ class ThreadSha1 implements Sha1 {
     for (const r of this.inFlight.splice(0)) this.releaseRange(r);
     this.result?.reject(err);
     this.result = null;
+    // A source paused on this hash would wait for an answer that never comes: let it go
+    // on (its download then fails at digest() with this reason, not an idle timeout).
+    if (this.full) {
+      this.full = false;
+      this.onDrain();
+    }
   }
 
   private add(sab: SharedArrayBuffer, off: number, len: number, hashed?: () => void): void {
