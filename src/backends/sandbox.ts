@@ -135,7 +135,10 @@ function fstabField(p: string): string {
   return p.replace(/[\\ \t\n]/g, (c) => `\\${c.charCodeAt(0).toString(8).padStart(3, "0")}`);
 }
 
-const under = (p: string, dir: string): boolean => p === dir || p.startsWith(`${dir}/`);
+/** `p` is `dir` or lies beneath it (both normalized). */
+export function inside(p: string, dir: string): boolean {
+  return p === dir || p.startsWith(`${dir}/`);
+}
 
 /**
  * argv that runs a command sandboxed for the workspace `ws` (under the runner's mount
@@ -165,7 +168,7 @@ export function sandboxWrap(sandbox: HostSandbox, ws: string, keep: readonly str
   const inSight = [path.normalize(ws), ...safe];
   for (const hidden of sandbox.hidden) {
     const p = path.normalize(hidden);
-    if (covered.some((c) => under(p, c)) && !inSight.some((k) => under(p, k))) continue;
+    if (covered.some((c) => inside(p, c)) && !inSight.some((k) => inside(p, k))) continue;
     let st: fs.Stats;
     try {
       st = fs.statSync(p);

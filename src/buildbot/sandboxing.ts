@@ -8,11 +8,7 @@
 // is bound back like a directory a capability hands the build.
 
 import path from "node:path";
-import { keptDirectories, sandboxWrap, type HostSandbox } from "../backends/sandbox.js";
-
-function inside(dir: string, parent: string): boolean {
-  return dir === parent || dir.startsWith(`${parent}/`);
-}
+import { inside, keptDirectories, sandboxWrap, type HostSandbox } from "../backends/sandbox.js";
 
 /** The wrap and isolation that run a command sandboxed in `builderDir`. */
 export function sandboxedRun(

@@ -6,13 +6,14 @@
 // close; it takes the whole builder down with it and cannot be caught. The fix exists
 // only in undici 8, which needs Node 22. node:http handles such responses as a normal
 // end of body, reports every failure as an 'error' event we listen for, and streams with
-// backpressure just as well; hashing (not the client) is the bottleneck on this hardware.
+// backpressure just as well; the hash and the page-cache copy (not the client) are what
+// a download's time goes to on this hardware.
 //
 // Over 500 lines on purpose: it is one Download, the one owner of a download's request,
-// redirect hops, three timers, temporary file and writer, whose failure paths must all
-// meet in one cleanup. What stands apart already has a module of its own: URLs
-// (fetch-url.ts), errors (fetch-errors.ts), the raw body reader (body-capture.ts) and the
-// durable writer (durable-writer.ts).
+// redirect hops, three timers, temporary file, writer and hash, whose failure paths must
+// all meet in one cleanup. What stands apart already has a module of its own: URLs
+// (fetch-url.ts), errors (fetch-errors.ts), the raw body reader (body-capture.ts), the
+// durable writer (durable-writer.ts) and the hashing thread (sha1-thread.ts).
 
 import { open, unlink } from "node:fs/promises";
 import type { FileHandle } from "node:fs/promises";

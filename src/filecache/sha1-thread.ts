@@ -178,7 +178,6 @@ class ThreadSha1 implements Sha1 {
 
   /** A piece outside shared memory: copied into staging buffers (its memory is free at once). */
   private copy(chunk: Buffer): void {
-    // A copy into shared memory; the chunk's own memory is free at once.
     let at = 0;
     while (at < chunk.length) {
       if (this.staging === null || this.stagingFill === STAGING_BYTES) this.newStaging();
@@ -196,13 +195,10 @@ class ThreadSha1 implements Sha1 {
     this.digested = new Promise<string>((resolve, reject) => {
       this.result = { resolve, reject };
     });
-    if (this.thread.failure !== null) {
-      this.fail(this.thread.failure);
-    } else {
-      this.flush();
-      this.retireStaging();
-      this.thread.post({ id: this.id, end: true });
-    }
+    // A stream whose thread died was failed with it, so this.failure above caught that.
+    this.flush();
+    this.retireStaging();
+    this.thread.post({ id: this.id, end: true });
     return this.digested;
   }
 
@@ -214,7 +210,7 @@ class ThreadSha1 implements Sha1 {
     this.releaseRange(this.pending);
     this.pending = null;
     this.retireStaging();
-    if (this.thread.failure === null) this.thread.post({ id: this.id, drop: true });
+    this.thread.post({ id: this.id, drop: true });
     if (this.inFlight.length === 0) this.thread.close(this.id);
     this.result?.reject(this.failure);
     this.result = null;
@@ -275,10 +271,6 @@ class ThreadSha1 implements Sha1 {
     const p = this.pending;
     if (p === null) return;
     this.pending = null;
-    if (this.thread.failure !== null) {
-      this.releaseRange(p);
-      return;
-    }
     this.inFlight.push(p);
     this.thread.post({ id: this.id, sab: p.sab, off: p.off, len: p.len });
   }
