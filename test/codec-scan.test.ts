@@ -19,7 +19,7 @@ function saxes(body: string, root: Root): { out: Output } | { error: string } {
   }
 }
 
-function scanned(body: string, root: Root): Output | null {
+function scanned(body: string | Buffer, root: Root): Output | null {
   try {
     return parse(body, LIMITS, root, "scan");
   } catch {
@@ -27,10 +27,19 @@ function scanned(body: string, root: Root): Output | null {
   }
 }
 
-/** The scanner agrees with saxes on `body`; returns whether the scanner answered. */
+/**
+ * The scanner agrees with saxes on `body`, given as a string and as the bytes a request
+ * brings (which take another way: the bytes tell whether the text is all ASCII); returns
+ * whether the scanner answered.
+ */
 function agrees(body: string, root: Root = "methodCall"): boolean {
   const ref = saxes(body, root);
   const got = scanned(body, root);
+  const fromBytes = scanned(Buffer.from(body, "utf8"), root);
+  // A lone surrogate has no UTF-8 form: its bytes are another document.
+  if (!/[\ud800-\udfff]/.test(body)) {
+    assert.deepEqual(fromBytes, got, `bytes and string read differently: ${JSON.stringify(body)}`);
+  }
   if (got === null) return false;
   assert.ok("out" in ref, `scanner accepted what saxes refuses (${JSON.stringify(ref)}): ${body}`);
   assert.deepEqual(got, ref.out, body);
@@ -132,7 +141,31 @@ describe("the plain scanner agrees with saxes", () => {
       encodeMethodCall("echo", VALUES),
       encodeMethodCall("build", ["1-1", "binarypackage", "b".repeat(40), { x: "c" }, {}]),
     ];
-    const inserts = ["<", ">", "/", "&", "&amp;", "&lt;", " ", "\n", "\r", "!", "?", "]]>", '"'];
+    const inserts = [
+      "<",
+      ">",
+      "/",
+      "&",
+      "&amp;",
+      "&lt;",
+      " ",
+      "\n",
+      "\r",
+      "!",
+      "?",
+      "]]>",
+      '"',
+      "\u0001",
+      "\t",
+      "\ufffe",
+      "\ud800",
+      "\udc00",
+      "\u00e9",
+      "<!",
+      "<?",
+      "]]",
+      "\u0000",
+    ];
     // A fixed pseudo-random sequence: the same cases on every run.
     let seed = 1;
     const rand = (n: number): number => {

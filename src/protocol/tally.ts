@@ -8,14 +8,28 @@ export type LabelValues = readonly string[];
 
 const keyOf = (labels: LabelValues): string => labels.join("\u0000");
 
+/** One labelled count; a caller that counts the same labels often holds it. */
+export interface Count {
+  readonly labels: LabelValues;
+  n: number;
+}
+
 export class Tally {
-  private readonly counts = new Map<string, { labels: LabelValues; n: number }>();
+  private readonly counts = new Map<string, Count>();
+
+  /** The count for `labels`, made (at 0) on first use. */
+  count(labels: LabelValues): Count {
+    const key = keyOf(labels);
+    let entry = this.counts.get(key);
+    if (entry === undefined) {
+      entry = { labels: [...labels], n: 0 };
+      this.counts.set(key, entry);
+    }
+    return entry;
+  }
 
   inc(labels: LabelValues, by = 1): void {
-    const key = keyOf(labels);
-    const entry = this.counts.get(key);
-    if (entry) entry.n += by;
-    else this.counts.set(key, { labels: [...labels], n: by });
+    this.count(labels).n += by;
   }
 
   entries(): { labels: LabelValues; value: number }[] {
@@ -31,35 +45,55 @@ export interface HistogramEntry {
   readonly count: number;
 }
 
+/** One labelled histogram; a caller that observes the same labels often holds it. */
+export class HistogramSeries {
+  readonly buckets: number[];
+  sum = 0;
+  count = 0;
+
+  constructor(
+    readonly labels: LabelValues,
+    private readonly bounds: readonly number[],
+  ) {
+    this.buckets = new Array<number>(bounds.length).fill(0);
+  }
+
+  observe(value: number): void {
+    const bounds = this.bounds;
+    for (let i = 0; i < bounds.length; i++) {
+      if (value <= bounds[i]!) {
+        this.buckets[i]!++;
+        break;
+      }
+    }
+    this.sum += value;
+    this.count++;
+  }
+}
+
 export class HistogramTally {
-  private readonly series = new Map<
-    string,
-    { labels: LabelValues; buckets: number[]; sum: number; count: number }
-  >();
+  private readonly all = new Map<string, HistogramSeries>();
 
   /** `bounds`: upper bounds of the buckets, ascending (+Inf is implied). */
   constructor(readonly bounds: readonly number[]) {}
 
-  observe(labels: LabelValues, value: number): void {
+  /** The histogram for `labels`, made (empty) on first use. */
+  series(labels: LabelValues): HistogramSeries {
     const key = keyOf(labels);
-    let s = this.series.get(key);
-    if (!s) {
-      s = {
-        labels: [...labels],
-        buckets: new Array<number>(this.bounds.length).fill(0),
-        sum: 0,
-        count: 0,
-      };
-      this.series.set(key, s);
+    let s = this.all.get(key);
+    if (s === undefined) {
+      s = new HistogramSeries([...labels], this.bounds);
+      this.all.set(key, s);
     }
-    const i = this.bounds.findIndex((b) => value <= b);
-    if (i >= 0) s.buckets[i]!++;
-    s.sum += value;
-    s.count++;
+    return s;
+  }
+
+  observe(labels: LabelValues, value: number): void {
+    this.series(labels).observe(value);
   }
 
   entries(): HistogramEntry[] {
-    return [...this.series.values()].map((s) => {
+    return [...this.all.values()].map((s) => {
       let running = 0;
       const cumulative = s.buckets.map((n) => (running += n));
       return { labels: s.labels, cumulative, sum: s.sum, count: s.count };

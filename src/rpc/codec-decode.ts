@@ -6,6 +6,7 @@
 // each closed one hands its value to its parent, so nesting costs no recursion and the
 // depth limit trips while parsing, before a hostile document has been read to its end.
 
+import { isAscii } from "node:buffer";
 import { createRequire } from "node:module";
 import type { SaxesParser as SaxesParserClass, XMLDecl } from "saxes";
 import { BuilddError } from "../errors.js";
@@ -183,9 +184,11 @@ function checkDeclaration(decl: XMLDecl): void {
   }
 }
 
-function toText(body: Buffer | string): string {
+function toText(body: Buffer | string, ascii: boolean): string {
   let text: string;
   if (typeof body === "string") text = body.charCodeAt(0) === 0xfeff ? body.slice(1) : body;
+  // ASCII is valid UTF-8 and holds no byte order mark: read as is, without the decoder.
+  else if (ascii) text = body.toString("latin1");
   else {
     try {
       text = utf8.decode(body); // drops a UTF-8 byte order mark
@@ -330,11 +333,13 @@ export function parse(
   root: Root,
   reader: Reader = "auto",
 ): Output | null {
-  const text = toText(body);
+  // Known from the bytes, cheaply; a string's is found by the scanner.
+  const ascii = typeof body === "string" ? undefined : isAscii(body);
+  const text = toText(body, ascii === true);
   if (reader !== "saxes") {
     let out: Output | null;
     try {
-      out = scan(text, new Tree(root, limits.maxDepth));
+      out = scan(text, new Tree(root, limits.maxDepth), ascii);
     } catch {
       out = null; // saxes says what is wrong, in its words
     }

@@ -56,11 +56,12 @@ function checkArguments(name: string, def: MethodDef, args: readonly XmlRpcValue
       `${name}() takes exactly ${def.params.length} argument${def.params.length === 1 ? "" : "s"} (${args.length} given)`,
     );
   }
-  def.params.forEach((type, i) => {
+  for (let i = 0; i < def.params.length; i++) {
+    const type = def.params[i]!;
     if (!matches(type, args[i])) {
       throw badArguments(`${name}() argument ${i + 1} must be ${TYPE_NAMES[type]}`);
     }
-  });
+  }
 }
 
 function faultFor(err: unknown, methodName: string | null, log: Logger): string {
@@ -126,11 +127,13 @@ export function createDispatcher(
     bytes: Buffer.from(faultFor(err, methodName, log), "utf8"),
   });
 
+  // Made once, not per call: `started` is passed in (status() is the hot path).
+  const done = (known: string | null, fault: number | null, started: number): void =>
+    observe?.(known, fault, (performance.now() - started) / 1000);
+
   return {
     dispatch(body: Buffer): Buffer | Promise<Buffer> {
       const started = observe ? performance.now() : 0;
-      const done = (known: string | null, fault: number | null): void =>
-        observe?.(known, fault, (performance.now() - started) / 1000);
       let methodName: string | null = null;
       let entry: { def: MethodDef; cache: ReplyCache | null } | undefined;
       let result: XmlRpcValue | Promise<XmlRpcValue>;
@@ -148,12 +151,12 @@ export function createDispatcher(
         result = entry.def.handler(call.params);
         if (!(result instanceof Promise)) {
           const bytes = encode(entry.cache, result);
-          done(methodName, null);
+          done(methodName, null, started);
           return bytes;
         }
       } catch (err) {
         const f = failed(err, methodName);
-        done(entry ? methodName : null, f.code);
+        done(entry ? methodName : null, f.code, started);
         return f.bytes;
       }
       const known = entry;
@@ -162,17 +165,17 @@ export function createDispatcher(
         (value) => {
           try {
             const bytes = encode(known.cache, value);
-            done(name, null);
+            done(name, null, started);
             return bytes;
           } catch (err) {
             const f = failed(err, name);
-            done(name, f.code);
+            done(name, f.code, started);
             return f.bytes;
           }
         },
         (err: unknown) => {
           const f = failed(err, name);
-          done(name, f.code);
+          done(name, f.code, started);
           return f.bytes;
         },
       );

@@ -2,7 +2,7 @@
 // plain counts (src/protocol/tally.ts) so counting adds a Map lookup to a call, nothing
 // more; /metrics reads them when scraped.
 
-import { HistogramTally, Tally } from "../protocol/tally.js";
+import { HistogramTally, Tally, type Count, type HistogramSeries } from "../protocol/tally.js";
 import type { CallObserver } from "./dispatcher.js";
 
 /** Seconds: status() answers in well under a millisecond; build() waits for an fsync. */
@@ -16,22 +16,22 @@ export class RpcStats {
   /** Labels: [method]. */
   readonly latency = new HistogramTally(RPC_LATENCY_BUCKETS);
 
-  /** Label arrays of answered calls, per method: no arrays made per call on the hot path. */
-  private readonly answered = new Map<
-    string,
-    { call: readonly string[]; method: readonly string[] }
-  >();
+  /**
+   * The count and histogram of answered calls, per method: on the hot path a call is one
+   * Map lookup, with no label arrays or keys made for it.
+   */
+  private readonly answered = new Map<string, { count: Count; latency: HistogramSeries }>();
 
   readonly observe: CallObserver = (method, faultCode, seconds) => {
     const m = method ?? "unknown";
     if (faultCode === null) {
-      let labels = this.answered.get(m);
-      if (labels === undefined) {
-        labels = { call: [m, "none"], method: [m] };
-        this.answered.set(m, labels);
+      let mine = this.answered.get(m);
+      if (mine === undefined) {
+        mine = { count: this.calls.count([m, "none"]), latency: this.latency.series([m]) };
+        this.answered.set(m, mine);
       }
-      this.calls.inc(labels.call);
-      this.latency.observe(labels.method, seconds);
+      mine.count.n++;
+      mine.latency.observe(seconds);
       return;
     }
     this.calls.inc([m, String(faultCode)]);
