@@ -30,6 +30,9 @@ import {
 import type { Librarian } from "../harness/librarian.js";
 import type { XmlRpcValue } from "../src/rpc/codec.js";
 
+/** [build] kill_grace of this suite's builder, in ms. */
+const KILL_GRACE_MS = 1000;
+
 describe("build lifecycle (script builds on the host)", () => {
   let scenario: Scenario;
   let b: TestBuilder;
@@ -39,7 +42,7 @@ describe("build lifecycle (script builds on the host)", () => {
   before(async () => {
     scenario = await startScenario(
       { "src/hello.txt": "hello from the tarball\n", "run.sh": "echo run.sh ran\n" },
-      { build: { kill_grace: 1, abort_timeout: 10 } },
+      { build: { kill_grace: KILL_GRACE_MS / 1000, abort_timeout: 10 } },
     );
     ({ builder: b, librarian: lib, tree } = scenario);
   });
@@ -193,9 +196,20 @@ describe("build lifecycle (script builds on the host)", () => {
     // abort() twice: the second answers the same and changes nothing. (The step ignores
     // SIGTERM, so the builder stays ABORTING for the kill grace period.)
     assert.equal(await b.client.call("abort"), "BuilderStatus.ABORTING");
-    assert.equal(await b.client.call("abort"), "BuilderStatus.ABORTING");
+    const second = await b.client.call("abort").catch((err: unknown) => err);
+    // If the build was already over, the log says how its step ended and how soon.
+    if (second !== "BuilderStatus.ABORTING") {
+      assert.fail(`second abort(): ${String(second)}; log:\n${await fetchBuildLog(b.url)}`);
+    }
     assert.equal((await waitForState(b.client, "WAITING"))["build_status"], "BuildStatus.ABORTED");
     assert.deepEqual(pidsWithMarker("4245.1"), []);
+    // It was our ladder that ended it: KILL, once the grace for TERM had run out.
+    const ended = /\[buildd\] step "long" (.*), (\d+) ms after the stop/.exec(
+      await fetchBuildLog(b.url),
+    );
+    assert.ok(ended, "the log says how the stopped step ended");
+    assert.equal(ended[1], "was killed by SIGKILL");
+    assert.ok(Number(ended[2]) >= KILL_GRACE_MS, `killed ${ended[2]} ms after the stop`);
     await cleanUp();
   });
 

@@ -37,7 +37,7 @@ export interface RunningBuildParams {
 export class RunningBuild {
   readonly extraStatus: Struct = {};
   private proc: RunningProcess | null = null;
-  private stopped: { status: BuildResult; reason: string } | null = null;
+  private stopped: { status: BuildResult; reason: string; at: number } | null = null;
   private killFailed = false;
   private readonly io: StepIO;
   /** Resolves when an abort gave up on processes that would not die: stop waiting for them. */
@@ -160,13 +160,25 @@ export class RunningBuild {
     this.setStep(name);
     const proc = this.track(this.p.backend.run(argv, this.p.log, opts));
     const r = await proc.done;
-    return { ...r, stopped: this.stopping };
+    const stopped = this.stopped;
+    if (stopped) {
+      // How a stopped step ended, and how soon: tells our kill ladder (TERM, the grace,
+      // then KILL) from a process that ended by itself or was killed from outside.
+      const how = r.signal ? `was killed by ${r.signal}` : `exited with status ${r.exitCode}`;
+      const ms = Math.round(performance.now() - stopped.at);
+      this.p.log.write(`[buildd] step "${name}" ${how}, ${ms} ms after the stop\n`);
+      this.p.logger.info(
+        { buildId: this.p.buildId, step: name, exitCode: r.exitCode, signal: r.signal, ms },
+        "stopped step ended",
+      );
+    }
+    return { ...r, stopped: stopped !== null };
   }
 
   /** Stop the build with a result; the first call wins. Kills the running process. */
   async stop(status: BuildResult, reason: string): Promise<void> {
     if (this.stopped) return;
-    this.stopped = { status, reason };
+    this.stopped = { status, reason, at: performance.now() };
     this.p.log.write(`\n[buildd] ${reason}\n`);
     this.p.logger.info({ buildId: this.p.buildId, reason }, "stopping build");
     const proc = this.proc;
