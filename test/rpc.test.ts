@@ -139,6 +139,53 @@ describe("XML-RPC over HTTP", () => {
     assert.match(res.text, /<name>constructor<\/name>/);
   });
 
+  // status() bodies are kept decoded (src/rpc/call-cache.ts): a body is answered from a
+  // kept one only when it is the same bytes.
+  test("a status() body sent again is read again whenever one byte differs", async () => {
+    const statusOf = async (body: string): Promise<string> => {
+      const res = await b.client.raw(body);
+      assert.equal(res.status, 200);
+      return res.text;
+    };
+    const idle = /<name>builder_status<\/name>\s*<value>\s*<string>BuilderStatus\.IDLE</;
+    const body = call("status");
+    assert.match(await statusOf(body), idle);
+    assert.match(await statusOf(body), idle, "the same bytes again");
+
+    // The same length as the kept body, one byte changed each time.
+    const misspelt = body.replace("<methodName>status<", "<methodName>statuz<");
+    assert.equal(misspelt.length, body.length);
+    assert.deepEqual(faultOf(await statusOf(misspelt)), {
+      code: 8001,
+      message: "procedure statuz not found",
+    });
+    const broken = body.replace("</methodCall>", "</methodCalx>");
+    const fault = faultOf(await statusOf(broken));
+    assert.equal(fault?.code, 8002);
+    assert.match(fault.message, /^Can't deserialize input: /);
+    assert.match(await statusOf(body), idle);
+
+    // An argument is refused every time, not only the first.
+    const withArgument = call("status", "<param><value><string>x</string></value></param>");
+    for (let i = 0; i < 2; i++) {
+      assert.deepEqual(faultOf(await statusOf(withArgument)), {
+        code: 8002,
+        message: "status() takes exactly 0 arguments (1 given)",
+      });
+    }
+
+    // More distinct bodies than are kept, twice over: each is answered for itself.
+    const variants = Array.from(
+      { length: 6 },
+      (_, i) =>
+        `<?xml version="1.0"?>${"\n".repeat(i)}<methodCall><methodName>status</methodName><params/></methodCall>`,
+    );
+    for (const round of [1, 2]) {
+      for (const v of variants) assert.match(await statusOf(v), idle, `round ${round}: ${v}`);
+    }
+    assert.deepEqual(await b.client.call("echo", "alive"), ["alive"]);
+  });
+
   test("control characters in strings are answered as valid XML", async () => {
     const value = await b.client.call("echo", "colour \u001b[31mred\u001b[0m and NUL \u0000");
     assert.deepEqual(value, ["colour \uFFFD[31mred\uFFFD[0m and NUL \uFFFD"]);

@@ -8,6 +8,7 @@
 
 import type { Logger } from "pino";
 import { decodeMethodCall, encodeFault, encodeMethodResponse, type XmlRpcValue } from "./codec.js";
+import { CallCache, type SharedCall } from "./call-cache.js";
 import { ReplyCache } from "./reply-cache.js";
 import { BuilddError, ERRORS, badArguments, describeError, isBuilddError } from "../errors.js";
 import { isStruct } from "../protocol/values.js";
@@ -21,10 +22,11 @@ export interface MethodDef {
   readonly params: readonly ParamType[] | "variadic";
   readonly handler: (args: readonly XmlRpcValue[]) => XmlRpcValue | Promise<XmlRpcValue>;
   /**
-   * Keep the last reply encoded and send it again while the value is the same (status():
-   * polled constantly, rarely changed). See reply-cache.ts.
+   * Called constantly with the same bytes and mostly answering the same (status()): its
+   * last requests are kept decoded (call-cache.ts) and its last reply encoded, sent again
+   * while the value is the same (reply-cache.ts).
    */
-  readonly cacheReply?: boolean;
+  readonly polled?: boolean;
 }
 
 export type MethodTable = Readonly<Record<string, MethodDef>>;
@@ -114,8 +116,9 @@ export function createDispatcher(
   const table = new Map<string, { def: MethodDef; cache: ReplyCache | null }>();
   for (const name of Object.keys(methods)) {
     const def = methods[name]!;
-    table.set(name, { def, cache: def.cacheReply === true ? new ReplyCache() : null });
+    table.set(name, { def, cache: def.polled === true ? new ReplyCache() : null });
   }
+  const polledCalls = new CallCache();
   const limits = { maxDepth };
 
   const failed = (err: unknown, methodName: string | null): { bytes: Buffer; code: number } => ({
@@ -138,7 +141,8 @@ export function createDispatcher(
       let entry: { def: MethodDef; cache: ReplyCache | null } | undefined;
       let result: XmlRpcValue | Promise<XmlRpcValue>;
       try {
-        const call = decodeMethodCall(body, limits);
+        const kept = polledCalls.get(body);
+        const call: SharedCall = kept ?? decodeMethodCall(body, limits);
         methodName = call.methodName;
         entry = table.get(call.methodName);
         if (!entry) {
@@ -148,6 +152,7 @@ export function createDispatcher(
           );
         }
         checkArguments(call.methodName, entry.def, call.params);
+        if (kept === undefined && entry.cache !== null) polledCalls.remember(body, call);
         result = entry.def.handler(call.params);
         if (!(result instanceof Promise)) {
           const bytes = encode(entry.cache, result);

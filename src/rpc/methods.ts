@@ -55,7 +55,7 @@ export function createMethods(deps: MethodDeps): MethodTable {
       params: [],
       handler: (): XmlRpcValue => [PROTOCOL_VERSION, deps.architecture, [...deps.buildTypes()]],
     },
-    status: { params: [], handler: () => statusToWire(deps.status()), cacheReply: true },
+    status: { params: [], handler: () => statusToWire(deps.status()), polled: true },
     ensurepresent: {
       params: ["string", "string?", "string?", "string?"],
       handler: ([sha1, url, username, password]) =>
