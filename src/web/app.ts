@@ -5,6 +5,7 @@
 // Express and prom-client are imported here, dynamically, and src/app.ts loads this
 // module only once the builder listens: together they take ~200 ms to load, which would
 // otherwise come before the first status() a manager can get (docs/dependencies.md).
+// They are loaded in slices (preload.ts), so the builder goes on answering meanwhile.
 
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { NextFunction, Request, Response } from "express";
@@ -15,6 +16,7 @@ import type { WebDeps } from "./deps.js";
 import { readiness } from "./health.js";
 import { createMetrics } from "./metrics.js";
 import { renderPage } from "./page.js";
+import { preloadInSlices } from "./preload.js";
 
 export type WebHandler = (req: IncomingMessage, res: ServerResponse) => void;
 
@@ -54,7 +56,15 @@ function clientErrorStatus(err: unknown): number {
   return typeof status === "number" && status >= 400 && status < 500 ? status : 500;
 }
 
+/**
+ * What preload.ts loads a slice at a time first: the CommonJS packages among those below,
+ * which are nearly all of the time. Not helmet: it is small, and a package with both
+ * builds would be loaded twice (require() takes its CommonJS one, import() the other).
+ */
+const SLICED_PACKAGES = ["express", "prom-client"] as const;
+
 export async function createWebApp(deps: WebDeps): Promise<WebHandler> {
+  await preloadInSlices(SLICED_PACKAGES);
   const { default: express } = await import("express");
   const { default: helmet } = await import("helmet");
   const prom = await import("prom-client");
