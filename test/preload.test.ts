@@ -48,7 +48,8 @@ describe("preloadInSlices", () => {
     await preloadInSlices(["top"], from);
     spinning = false;
 
-    const order = g.__preloadOrder ?? [];
+    // Read through the global: TypeScript takes it to be still deleted.
+    const order: [string, number][] = (globalThis as typeof g).__preloadOrder ?? [];
     assert.deepEqual(
       order.map(([name]) => name),
       ["leaf", "mid", "top"],

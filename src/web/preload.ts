@@ -40,8 +40,8 @@ function dependenciesOf(manifest: string): string[] {
 }
 
 /**
- * Require the CommonJS package `name` (as `from` resolves it) and everything it depends
- * on, one package per turn of the event loop. Never throws: what fails to load here is
+ * Require each CommonJS package of `names` (as `from` resolves it) and everything it
+ * depends on, one package per turn of the event loop. Never throws: what fails to load here is
  * left for the real import to load, or to report.
  */
 export async function preloadInSlices(
