@@ -129,6 +129,9 @@ function layerRule(layer) {
   ];
 }
 
+/** The worker thread that spawns every command (src/process/spawner.ts starts it). */
+const SPAWN_THREAD = "^src/process/spawn-thread\\.ts$";
+
 /** The layers from which the codec may be imported: rpc/ itself and composition. */
 const CODEC_USERS = ["rpc", "top"].map(pathOf);
 
@@ -151,11 +154,21 @@ export default {
       to: { path: "^src/rpc/codec[^/]*\\.ts$" },
     },
     {
-      name: "spawn-only-in-process",
-      comment: "Every process starts through src/process/, so every one is isolated and killed.",
+      name: "spawn-only-on-the-spawn-thread",
+      comment:
+        "Every process starts through src/process/, so every one is isolated and killed, " +
+        "and is spawned on the spawn thread, so that no spawn holds up the main thread.",
       severity: "error",
-      from: { path: "^src/", pathNot: pathOf("process") },
+      from: { path: "^src/", pathNot: SPAWN_THREAD },
       to: { path: "^(node:)?child_process$|(^|/)node_modules/execa/" },
+    },
+    {
+      name: "spawn-thread-is-an-entry",
+      comment:
+        "The spawn thread's module runs as a worker (spawner.ts starts it); nothing imports it.",
+      severity: "error",
+      from: { path: "^src/" },
+      to: { path: SPAWN_THREAD },
     },
     {
       name: "express-only-in-web",

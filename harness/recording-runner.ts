@@ -57,19 +57,13 @@ export class RecordingRunner implements ProcessRunner {
     const done = new Promise<RunResult>((resolve) =>
       setImmediate(() => {
         const stdout = a.stdout ?? "";
-        if (typeof spec.stdout === "function") {
-          const lines = stdout.split("\n");
-          if (lines.at(-1) === "") lines.pop();
-          for (const line of lines) spec.stdout(line);
-        } else if (stdout !== "") {
-          spec.log.write(stdout);
-        }
+        if (stdout !== "") spec.log.write(stdout);
         if (a.stderr) spec.log.write(a.stderr);
         resolve({ exitCode: a.exitCode ?? 0, signal: a.signal ?? null });
       }),
     );
     return {
-      pid: -1,
+      pid: Promise.resolve(-1),
       done,
       terminate: async () => {
         this.terminated.push(index);

@@ -1,9 +1,12 @@
 // `npm ci` runs this (package.json "prepare"): bundle src/ into dist/cli.js, which
-// bin/buildd.js and `npm start` run. One file starts faster than ~100 modules.
+// bin/buildd.js and `npm start` run, and dist/spawn-thread.js beside it, the worker
+// thread that spawns every command (src/process/spawner.ts finds it next to itself).
+// One file starts faster than ~100 modules.
 //
 // Dependencies stay external (loaded from node_modules as usual), except execa: it is
 // ~150 small modules, and loading them one by one cost ~70-100 ms before the builder's
 // first answer (dpkg runs through it during start-up); bundled, that cost all but goes.
+// Only the spawn thread loads it.
 // Its CommonJS parts call require(), which an ES module bundle provides via the banner.
 
 import { readFileSync } from "node:fs";
@@ -14,14 +17,14 @@ const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url),
 const external = Object.keys(pkg.dependencies).filter((name) => !BUNDLED.has(name));
 
 await build({
-  entryPoints: ["src/cli.ts"],
+  entryPoints: { cli: "src/cli.ts", "spawn-thread": "src/process/spawn-thread.ts" },
   bundle: true,
   platform: "node",
   target: "node20",
   format: "esm",
   external,
   sourcemap: true,
-  outfile: "dist/cli.js",
+  outdir: "dist",
   logLevel: "warning",
   banner: {
     js: "import { createRequire as __builddCreateRequire } from 'node:module'; const require = __builddCreateRequire(import.meta.url);",

@@ -17,7 +17,7 @@ import { MachineSlots } from "../src/builder/slots.js";
 import { DEFAULT_SETTINGS, UpdateBatcher } from "../src/buildbot/output.js";
 import { startBuildbotWorker, type BuildbotWorker } from "../src/buildbot/worker.js";
 import { createScrubber } from "../src/log/scrub.js";
-import { processRunner } from "../src/process/runner.js";
+import { isolationSupport, processRunner } from "../src/process/runner.js";
 import type { BuildGate } from "../src/protocol/gate.js";
 
 const skip = process.env["CI"] === "true" ? false : buildbotMissing();
@@ -130,6 +130,9 @@ describe("flow control of output against a real Buildbot master", { skip }, () =
     top = fs.mkdtempSync(path.join(path.resolve(".cache"), "bb-flow-"));
     const basedir = path.join(top, "worker");
     fs.mkdirSync(basedir);
+    // As `buildd serve` does at start-up (app.ts): the spawn thread's own memory is there
+    // before the step starts, and what is measured is the step's output alone.
+    await isolationSupport();
     master = await startBuildbotMaster({
       workers: [{ name: "bd", password: "flow-pw" }],
       builders: BUILDERS,

@@ -59,12 +59,14 @@ describe("layering rules", () => {
       "express-only-in-web: src/rpc/http.ts → express",
       "layer-log: src/log/buildlog.ts → src/builder/builder.ts",
       "no-cycles: src/state/db.ts → src/state/lock.ts",
-      "spawn-only-in-process: src/backends/unpack.ts → child_process",
+      "spawn-only-on-the-spawn-thread: src/backends/unpack.ts → child_process",
+      "spawn-only-on-the-spawn-thread: src/process/stream.ts → execa",
+      "spawn-thread-is-an-entry: src/process/runner.ts → src/process/spawn-thread.ts",
       "src-not-tests: src/config/config.ts → harness/builder.ts",
     ]);
     // The report `npm run layers` prints (the default) must also fail the run.
     const r = depcruise(FIXTURE, "err");
-    assert.match(String(r.stdout), /6 dependency violations/);
+    assert.match(String(r.stdout), /8 dependency violations/);
     assert.notEqual(r.status, 0, "depcruise must fail the run on a violation");
   });
 

@@ -70,7 +70,7 @@ function gatedHost(gates: Gates): BackendFactory {
       // Every kill "fails": the real process is left running, as one stuck in the kernel.
       return {
         ...real,
-        terminate: async () => ({ survivors: [real.pid] }),
+        terminate: async () => ({ survivors: [await real.pid] }),
         killRemaining: (pids) => [...pids],
       };
     }
@@ -214,7 +214,7 @@ describe("the builder's phases", () => {
       assert.equal(await b.client.call("abort"), "BuilderStatus.ABORTING");
       const s = await waitForState(b.client, "WAITING", 30_000);
       assert.equal(s["build_status"], "BuildStatus.BUILDERFAIL");
-      const pid = unkillable[0]!.pid;
+      const pid = await unkillable[0]!.pid;
       assert.match(
         await fetchBuildLog(b.url),
         new RegExp(`failed to kill all processes; still alive: ${pid}\\b`),

@@ -114,7 +114,7 @@ function progressOf(file: string): number {
 for (const pid of [false, true]) {
   test(
     `a full sink stops the reading: the child blocks, then all of it arrives in order (${pid ? "isolated" : "not isolated"})`,
-    { skip: pid && !isolationSupport().ok && "no PID namespaces here" },
+    { skip: pid && !(await isolationSupport()).ok && "no PID namespaces here" },
     async () => {
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), "backpressure-"));
       try {

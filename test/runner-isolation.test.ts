@@ -83,8 +83,9 @@ describe("a capability probe that starts setsid children", () => {
   const script = (m: string): string =>
     `setsid sleep ${m}1 & setsid sh -c "trap '' TERM; sleep ${m}2" & sleep ${m}3`;
 
-  test("PID namespaces are usable here (the rest of this suite relies on them)", () => {
-    assert.equal(isolationSupport().ok, true, isolationSupport().detail);
+  test("PID namespaces are usable here (the rest of this suite relies on them)", async () => {
+    const iso = await isolationSupport();
+    assert.equal(iso.ok, true, iso.detail);
   });
 
   test("leaves no process when it times out", async () => {

@@ -96,8 +96,9 @@ function killAll(pids: readonly number[]): void {
   }
 }
 
-test("PID namespaces are usable here (the rest of this file relies on them)", () => {
-  assert.equal(isolationSupport().ok, true, isolationSupport().detail);
+test("PID namespaces are usable here (the rest of this file relies on them)", async () => {
+  const iso = await isolationSupport();
+  assert.equal(iso.ok, true, iso.detail);
 });
 
 test("stdout and stderr land in the log after the RUN line", async () => {
@@ -118,6 +119,24 @@ test("exit codes are reported, isolated or not", async () => {
   }
   const killed = await run({ argv: ["sh", "-c", "kill -TERM $$"], isolation: { pid: false } });
   assert.deepEqual(killed.result, { exitCode: null, signal: "SIGTERM" });
+});
+
+test("commands are spawned by a thread of their own, never by the main thread", async () => {
+  // Spawning holds the thread that does it until the child has exec'd: on the main
+  // thread, every build step held up every status() call (docs/performance.md).
+  for (const pid of [true, false]) {
+    const log = newLog();
+    const proc = processRunner.start({ argv: ["sleep", marker()], isolation: { pid }, log });
+    const child = String(await proc.pid);
+    const parents = readdirSync("/proc/self/task").filter((tid) =>
+      readFileSync(`/proc/self/task/${tid}/children`, "latin1").split(" ").includes(child),
+    );
+    assert.equal(parents.length, 1, `one thread of this process is the parent of ${child}`);
+    assert.notEqual(Number(parents[0]), process.pid, "the main thread spawned it");
+    assert.deepEqual(await proc.terminate(0), { survivors: [] });
+    assert.equal((await proc.done).exitCode, null, "killed");
+    log.close();
+  }
 });
 
 test("the command is PID 1 of its own namespace, with a minimal environment", async () => {
@@ -199,7 +218,7 @@ test("terminate() kills the whole tree: setsid, double fork, ignored SIGTERM", a
   assert.deepEqual(survivors, []);
   for (const pid of pids)
     assert.equal(existsSync(`/proc/${pid}`), false, `pid ${pid} still exists`);
-  assert.equal(existsSync(`/proc/${proc.pid}`), false, "unshare still exists");
+  assert.equal(existsSync(`/proc/${await proc.pid}`), false, "unshare still exists");
   assert.ok(took >= 450 && took < 4000, `terminate took ${took} ms`);
   assert.deepEqual(await proc.done, { exitCode: null, signal: "SIGKILL" });
   log.close();

@@ -1,10 +1,12 @@
 // capture(): a short command run to its end, its output handed back rather than logged
-// (dpkg, capability probes, rm). execa buffers and interleaves the output and caps it;
-// timeouts and cancelling kill the whole tree with our own ladder (tree.ts).
+// (dpkg, capability probes, rm). execa, on the spawn thread (spawner.ts), buffers and
+// interleaves the output and caps it; timeouts and cancelling kill the whole tree with
+// our own ladder (tree.ts), from here.
 
-import { execa } from "execa";
 import { commandLine } from "./isolation.js";
-import { spawnBasics, type CaptureResult, type CaptureSpec } from "./spec.js";
+import { isolationSupport, spawnThread, type Job } from "./spawner.js";
+import type { Settled } from "./spawn-messages.js";
+import { jobOptions, type CaptureResult, type CaptureSpec } from "./spec.js";
 import { ProcessTree, startFailure } from "./tree.js";
 
 const DEFAULT_MAX = 1024 * 1024;
@@ -12,44 +14,68 @@ const EXEC_FAILED = /^unshare: failed to execute (.*)$/m;
 
 export async function capture(spec: CaptureSpec): Promise<CaptureResult> {
   if (spec.argv.length === 0) throw new TypeError("capture: empty argv");
-  const { command, isolated } = commandLine(spec.argv, spec.isolation);
-  const maxBytes = spec.maxBytes ?? DEFAULT_MAX;
   const none = { stdout: "", stderr: "", output: "", timedOut: false, canceled: false };
-  let subprocess;
+  const notRun = (why: string): CaptureResult => ({
+    ...none,
+    exitCode: null,
+    signal: null,
+    error: startFailure(why),
+  });
+  let support;
   try {
-    subprocess = execa(command[0]!, command.slice(1), {
-      ...spawnBasics(spec),
-      all: true,
-      maxBuffer: maxBytes,
-      stripFinalNewline: false,
-    });
+    support = await isolationSupport();
   } catch (e) {
-    return { ...none, exitCode: null, signal: null, error: startFailure((e as Error).message) };
+    return notRun(e instanceof Error ? e.message : String(e));
   }
-  const tree = new ProcessTree(subprocess, subprocess, isolated);
+  const { command, isolated } = commandLine(support, spec.argv, spec.isolation);
+  const maxBytes = spec.maxBytes ?? DEFAULT_MAX;
+
+  let tree: ProcessTree | null = null;
+  let killWanted = false;
   let timedOut = false;
   let canceled = false;
+  const kill = (): void => {
+    killWanted = true;
+    void tree?.terminate(0);
+  };
   const timer =
     spec.timeoutMs === undefined
       ? undefined
       : setTimeout(() => {
           timedOut = true;
-          void tree.terminate(0);
+          kill();
         }, spec.timeoutMs);
   const onAbort = (): void => {
     canceled = true;
-    void tree.terminate(0);
+    kill();
   };
   if (spec.signal?.aborted) onAbort();
   else spec.signal?.addEventListener("abort", onAbort, { once: true });
   try {
-    const r = await subprocess;
-    const stderr = tree.filterStderrText(r.stderr);
+    const r = await new Promise<Settled>((settle) => {
+      const job: Job = spawnThread().start(
+        { command, options: jobOptions(spec), kind: "capture", maxBuffer: maxBytes },
+        {
+          spawned(pid) {
+            tree = new ProcessTree(pid ?? -1, isolated, () => job.cut());
+            if (killWanted) void tree.terminate(0);
+          },
+          exit: () => tree?.onExit(),
+          settled(result) {
+            tree?.onSettled();
+            settle(result);
+          },
+        },
+      );
+    });
+    const ran = tree as ProcessTree | null;
+    if (!ran) return notRun(r.message ?? "it was not started");
+    const stderr = ran.filterStderrText(r.stderr ?? "");
     const result = {
-      ...tree.exitResult(r.exitCode, r.signal),
-      stdout: r.stdout,
+      ...ran.exitResult(r.exitCode, r.signal),
+      stdout: r.stdout ?? "",
       stderr,
-      output: tree.filterStderrText(r.all),
+      output: ran.filterStderrText(r.all ?? ""),
       timedOut,
       canceled,
     };
@@ -57,15 +83,11 @@ export async function capture(spec: CaptureSpec): Promise<CaptureResult> {
       return { ...result, error: `its output exceeded ${maxBytes} characters` };
     }
     if (r.exitCode === undefined && r.signal === undefined && !timedOut && !canceled) {
-      return {
-        ...result,
-        exitCode: null,
-        error: startFailure(r.originalMessage ?? r.shortMessage),
-      };
+      return { ...result, exitCode: null, error: startFailure(r.message) };
     }
     // Isolated, a program that cannot be run is unshare's to report: say it the same way.
-    const notRun = isolated && (r.exitCode ?? 0) >= 126 ? EXEC_FAILED.exec(stderr) : null;
-    if (notRun) return { ...result, exitCode: null, error: notRun[1]! };
+    const execFailed = isolated && (r.exitCode ?? 0) >= 126 ? EXEC_FAILED.exec(stderr) : null;
+    if (execFailed) return { ...result, exitCode: null, error: execFailed[1]! };
     return { ...result, error: null };
   } finally {
     clearTimeout(timer);

@@ -6,6 +6,7 @@
 import type { OutputSink } from "../log/buildlog.js";
 import { defaultEnv } from "./environment.js";
 import type { NamespaceIdentity } from "./pidns.js";
+import type { JobOptions } from "./spawn-messages.js";
 
 /**
  * How a command is isolated. By default it runs as PID 1 of a fresh PID namespace, so
@@ -43,11 +44,6 @@ export interface RunSpec extends CommandSpec {
    * `initial_stdin`). Without it stdin is /dev/null, as for every other command.
    */
   readonly stdin?: string | Buffer;
-  /**
-   * Where stdout goes: the log (default), or one call per line instead (the unpacker reads
-   * tar's listing this way; it does not reach the log).
-   */
-  readonly stdout?: "log" | ((line: string) => void);
   /** argv placed between the isolation and the command (the chroot backend's prologue). */
   readonly wrap?: readonly string[];
   /** What the RUN line shows, if not argv. */
@@ -60,8 +56,8 @@ export interface RunResult {
 }
 
 export interface RunningProcess {
-  /** The spawned top process (unshare when isolated); -1 if it could not be spawned. */
-  readonly pid: number;
+  /** The spawned top process (unshare when isolated), once spawned; -1 if it could not be. */
+  readonly pid: Promise<number>;
   /** Settles once the process exited and its output is in the log; never rejects. */
   readonly done: Promise<RunResult>;
   /** TERM every process of the tree, wait up to graceMs, KILL; report what is still alive. */
@@ -101,18 +97,16 @@ export interface CaptureResult extends RunResult {
 
 /**
  * What every command the runner spawns shares, whether its output streams or is
- * captured: its given environment only, no stdin, exit codes as results, and its own
+ * captured: its given environment only (never the daemon's), and the input if any. The
+ * spawn thread adds the rest: no stdin otherwise, exit codes as results, and its own
  * process group (the fallback kill target, and unshare's group when isolated).
  */
-export function spawnBasics(spec: Pick<CaptureSpec, "cwd" | "env">) {
+export function jobOptions(spec: Pick<RunSpec, "cwd" | "env" | "stdin">): JobOptions {
   return {
     cwd: spec.cwd,
     env: { ...(spec.env ?? defaultEnv()) },
-    extendEnv: false,
-    stdin: "ignore",
-    reject: false,
-    detached: true,
-  } as const;
+    ...(spec.stdin === undefined ? {} : { input: spec.stdin }),
+  };
 }
 
 export interface ProcessRunner {

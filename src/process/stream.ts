@@ -7,14 +7,15 @@
 // of that pipe until it can; the child then blocks writing into the full pipe, as it
 // would writing to a slow disk. Nothing is dropped and the order is kept. A paused child
 // is still killed as usual; its output is read to the end once the sink takes it.
+//
+// The command is spawned, and its pipes read, on the spawn thread (spawner.ts); each
+// chunk comes here, and the thread reads that pipe on once the sink has taken it.
 
-import readline from "node:readline";
-import type { Readable } from "node:stream";
-import { execa } from "execa";
 import type { BuildLogStream } from "../log/buildlog.js";
 import { commandLine } from "./isolation.js";
 import { killAlive } from "./pidns.js";
-import { spawnBasics, type RunResult, type RunSpec, type RunningProcess } from "./spec.js";
+import { isolationSupport, spawnThread, type Job } from "./spawner.js";
+import { jobOptions, type RunResult, type RunSpec, type RunningProcess } from "./spec.js";
 import { ProcessTree, startFailure } from "./tree.js";
 
 /** How often a held-back partial line is flushed to the log. */
@@ -28,7 +29,7 @@ export function startStreaming(spec: RunSpec): RunningProcess {
   log.logCommand(spec.logArgv ?? spec.argv);
 
   // A log that cannot be written (disk full) must not take the daemon down from inside
-  // a stream callback; the build goes on and the failure is reported once.
+  // a message callback; the build goes on and the failure is reported once.
   let logFailed = false;
   const guard = <T>(fn: () => T): T | undefined => {
     try {
@@ -42,63 +43,8 @@ export function startStreaming(spec: RunSpec): RunningProcess {
   const notStarted = (why: string): void =>
     guard(() => log.write(`[buildd] failed to start ${spec.argv[0]}: ${why}\n`));
 
-  const { command, isolated, fallback } = commandLine(spec.argv, spec.isolation, spec.wrap);
-  if (fallback) guard(() => log.write(`[buildd] ${fallback}\n`));
-
-  let subprocess;
-  try {
-    subprocess = execa(command[0]!, command.slice(1), {
-      ...spawnBasics(spec),
-      // execa writes the input into a pipe and closes it; a command that does not read
-      // it is not held up (a write into a closed pipe is ignored).
-      ...(spec.stdin === undefined ? {} : { stdin: "pipe" as const, input: spec.stdin }),
-      buffer: false,
-      encoding: "buffer",
-    });
-  } catch (e) {
-    // Invalid arguments (a NUL byte in argv or env) throw instead of failing the promise.
-    notStarted(startFailure((e as Error).message));
-    return {
-      pid: -1,
-      done: Promise.resolve(NOT_STARTED),
-      terminate: async () => ({ survivors: [] }),
-      namespace: Promise.resolve(null),
-      killRemaining: killAlive,
-    };
-  }
-  // Pipes paused for backpressure: the tree does not cut them while they are (tree.ts).
-  const paused = new Set<Readable>();
-  const tree = new ProcessTree(subprocess, subprocess, isolated, () => paused.size > 0);
-
-  /** Each chunk to the sink; reading pauses while the sink is full. */
-  const feed = (input: Readable, sink: BuildLogStream, filter: (b: Buffer) => Buffer): void => {
-    input.on("data", (chunk: Buffer) => {
-      const wait = guard(() => {
-        sink.push(filter(chunk));
-        return sink.whenWritable?.();
-      });
-      if (wait === null || wait === undefined) return;
-      input.pause();
-      paused.add(input);
-      const resume = (): void => {
-        paused.delete(input);
-        input.resume();
-      };
-      wait.then(resume, resume);
-    });
-  };
-
   const out: BuildLogStream = log.stream("stdout");
   const err: BuildLogStream = log.stream("stderr");
-  const onLine = spec.stdout;
-  if (typeof onLine === "function") {
-    readline
-      .createInterface({ input: subprocess.stdout, crlfDelay: Infinity })
-      .on("line", (line) => guard(() => onLine(line)));
-  } else {
-    feed(subprocess.stdout, out, (chunk) => chunk);
-  }
-  feed(subprocess.stderr, err, (chunk) => tree.filterStderr(chunk));
   const idle = setInterval(
     () =>
       guard(() => {
@@ -108,7 +54,6 @@ export function startStreaming(spec: RunSpec): RunningProcess {
     IDLE_FLUSH_MS,
   );
   idle.unref();
-
   const finish = (result: RunResult): RunResult => {
     clearInterval(idle);
     guard(() => {
@@ -117,27 +62,83 @@ export function startStreaming(spec: RunSpec): RunningProcess {
     });
     return result;
   };
-  // execa settles once the process exited and its pipes closed (or were cut, tree.ts).
-  const done = subprocess.then(
-    (r) => {
-      if (r.exitCode === undefined && r.signal === undefined) {
-        // No process at all (no such program, bad cwd): execa says why.
-        notStarted(startFailure(r.originalMessage ?? r.shortMessage));
-        return finish(NOT_STARTED);
-      }
-      return finish(tree.exitResult(r.exitCode, r.signal));
-    },
-    (e: unknown) => {
+
+  // Known once the spawn thread has spawned it (null: it never got that far).
+  let treeKnown!: (tree: ProcessTree | null) => void;
+  const treePromise = new Promise<ProcessTree | null>((resolve) => (treeKnown = resolve));
+  const done = new Promise<RunResult>((settle) => {
+    const run = (support: Awaited<ReturnType<typeof isolationSupport>>): void => {
+      const { command, isolated, fallback } = commandLine(
+        support,
+        spec.argv,
+        spec.isolation,
+        spec.wrap,
+      );
+      if (fallback) guard(() => log.write(`[buildd] ${fallback}\n`));
+      // Pipes whose last chunk the sink has not taken yet: the tree does not cut them
+      // meanwhile (tree.ts), and the thread reads them on only once it has.
+      const paused = new Set<1 | 2>();
+      let tree: ProcessTree | null = null;
+      const job: Job = spawnThread().start(
+        { command, options: jobOptions(spec), kind: "stream" },
+        {
+          spawned(pid) {
+            tree = new ProcessTree(
+              pid ?? -1,
+              isolated,
+              () => job.cut(),
+              () => paused.size > 0,
+            );
+            treeKnown(tree);
+          },
+          data(fd, chunk) {
+            const sink = fd === 1 ? out : err;
+            const wait = guard(() => {
+              sink.push(fd === 2 && tree ? tree.filterStderr(chunk) : chunk);
+              return sink.whenWritable?.();
+            });
+            if (wait === null || wait === undefined) {
+              job.resume(fd);
+              return;
+            }
+            paused.add(fd);
+            const resume = (): void => {
+              paused.delete(fd);
+              job.resume(fd);
+            };
+            wait.then(resume, resume);
+          },
+          exit: () => tree?.onExit(),
+          settled(r) {
+            tree?.onSettled();
+            treeKnown(null);
+            if (r.exitCode !== undefined || r.signal !== undefined) {
+              settle(finish(tree ? tree.exitResult(r.exitCode, r.signal) : NOT_STARTED));
+            } else if (tree && tree.pid > 0) {
+              // It ran, but how it ended is lost (the spawn thread stopped under it).
+              guard(() => log.write(`[buildd] ${spec.argv[0]}: ${startFailure(r.message)}\n`));
+              settle(finish({ exitCode: null, signal: null }));
+            } else {
+              // No process at all (no such program, bad cwd, a NUL byte): execa says why.
+              notStarted(startFailure(r.message));
+              settle(finish(NOT_STARTED));
+            }
+          },
+        },
+      );
+    };
+    isolationSupport().then(run, (e: unknown) => {
+      treeKnown(null);
       notStarted(startFailure(e instanceof Error ? e.message : String(e)));
-      return finish(NOT_STARTED);
-    },
-  );
+      settle(finish(NOT_STARTED));
+    });
+  });
 
   return {
-    pid: tree.pid,
+    pid: treePromise.then((tree) => tree?.pid ?? -1),
     done,
-    terminate: (graceMs) => tree.terminate(graceMs),
-    namespace: tree.namespace,
+    terminate: async (graceMs) => (await treePromise)?.terminate(graceMs) ?? { survivors: [] },
+    namespace: treePromise.then((tree) => tree?.namespace ?? null),
     killRemaining: killAlive,
   };
 }

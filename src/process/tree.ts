@@ -1,12 +1,14 @@
-// One spawned command and everything it starts: spawned by execa, detached into its own
+// One spawned command and everything it starts: spawned (by the spawn thread) into its own
 // process group, and killed by our own ladder (TERM the namespace → grace → KILL), which
 // execa 9 does not have — its kill(), timeout and cancelSignal signal the direct child
 // only. Isolated, that child is unshare, which blocks SIGTERM; killing it first would
 // leave PID 1 a zombie of whoever reaps orphans. Not isolated, a plain kill leaves
-// grandchildren holding the pipes, and execa's promise would never settle: so once the
+// grandchildren holding the pipes, and the command would never be settled: so once the
 // command exited, pipes still held after PIPE_GRACE_MS are cut.
+//
+// It all runs on the main thread, from /proc and kill(2); the spawn thread only reports
+// the exit (onExit) and cuts the pipes when told to.
 
-import type { Readable } from "node:stream";
 import {
   identifyNamespace,
   isAlive,
@@ -35,16 +37,7 @@ const KILL_WAIT_MS = 2000;
 const UNSHARE_SIGKILL_QUIRK = "unshare: sigprocmask unblock failed: Invalid argument\n";
 const QUIRK_BYTES = Buffer.from(UNSHARE_SIGKILL_QUIRK);
 
-/** What the tree needs of an execa subprocess (whose type depends on its options). */
-export interface Child {
-  readonly pid?: number | undefined;
-  once(event: "exit", listener: () => void): unknown;
-  readonly stdout: Readable | null;
-  readonly stderr: Readable | null;
-}
-
 export class ProcessTree {
-  readonly pid: number;
   /** The PID namespace while isolated; null otherwise or once unknown. */
   readonly namespace: Promise<NamespaceIdentity | null>;
   private exited = false;
@@ -53,33 +46,20 @@ export class ProcessTree {
   private killedInit = false;
   private terminating: Promise<{ survivors: number[] }> | undefined;
 
-  /** `settled`: execa's promise, which settles once the process exited and its pipes closed. */
+  private pipeTimer: NodeJS.Timeout | undefined;
+
   constructor(
-    child: Child,
-    settled: Promise<unknown>,
+    /** The spawned top process (unshare when isolated); -1 if nothing was spawned. */
+    readonly pid: number,
     readonly isolated: boolean,
+    /** Close the command's pipes (stdout and stderr), wherever they are held. */
+    private readonly cutPipes: () => void,
     /**
      * The reader paused a pipe because its sink is full (stream.ts): what is left in the
      * pipe is output still to come, not a pipe held open, so it is not cut meanwhile.
      */
-    readingPaused: () => boolean = () => false,
+    private readonly readingPaused: () => boolean = () => false,
   ) {
-    this.pid = child.pid ?? -1;
-    let pipeTimer: NodeJS.Timeout | undefined;
-    const cut = (): void => {
-      if (readingPaused()) {
-        pipeTimer = setTimeout(cut, PIPE_RECHECK_MS);
-        return;
-      }
-      child.stdout?.destroy();
-      child.stderr?.destroy();
-    };
-    child.once("exit", () => {
-      this.exited = true;
-      pipeTimer = setTimeout(cut, PIPE_GRACE_MS);
-    });
-    const clear = (): void => clearTimeout(pipeTimer);
-    settled.then(clear, clear);
     // Find the namespace right away, while its PID 1 certainly exists.
     const ownNs = pidNamespaceOf(process.pid);
     this.namespace =
@@ -90,6 +70,25 @@ export class ProcessTree {
           })
         : Promise.resolve(null);
   }
+
+  /** The command exited: whatever still holds its pipes gets PIPE_GRACE_MS. */
+  onExit(): void {
+    this.exited = true;
+    this.pipeTimer = setTimeout(this.cut, PIPE_GRACE_MS);
+  }
+
+  /** Its pipes are closed (or were cut): nothing is left to cut. */
+  onSettled(): void {
+    clearTimeout(this.pipeTimer);
+  }
+
+  private readonly cut = (): void => {
+    if (this.readingPaused()) {
+      this.pipeTimer = setTimeout(this.cut, PIPE_RECHECK_MS);
+      return;
+    }
+    this.cutPipes();
+  };
 
   /** stderr without unshare's SIGKILL quirk line (noting that it was there). */
   filterStderr(chunk: Buffer): Buffer {

@@ -1,0 +1,170 @@
+// The spawn thread: a worker thread that starts every command the builder runs, with
+// execa, and owns the commands' pipes. It exists because spawning blocks the thread
+// that does it: libuv forks and then waits on a pipe until the child has exec'd, which
+// on two busy cores was about 7 ms per command (docs/performance.md). On the main thread
+// that stalled every status() call behind every build step; here it stalls nothing the
+// builder answers with.
+//
+// The thread keeps no state beyond its running jobs and decides nothing: the main
+// thread says what to spawn (spawner.ts) and gets back the pid, the output, the exit and
+// the result. A pipe is paused after each chunk it relays until the main thread says the
+// chunk is in the log, so a full log holds the child back exactly as a full pipe would.
+//
+// The children's parent is this thread: `setpriv --pdeathsig` (isolation.ts) fires when
+// it ends, so a command never outlives the thread that could report on it either.
+
+import { existsSync } from "node:fs";
+import type { Readable } from "node:stream";
+import { parentPort } from "node:worker_threads";
+import { execa, execaSync, type ResultPromise } from "execa";
+import { DEFAULT_PATH, defaultEnv } from "./environment.js";
+import { UNSHARE_FLAGS } from "./isolation.js";
+import type { FromThread, IsolationSupport, Settled, ToThread } from "./spawn-messages.js";
+
+const port = parentPort;
+if (!port) throw new Error("spawn-thread.ts runs as a worker thread (see spawner.ts)");
+
+const post = (message: FromThread): void => port.postMessage(message);
+
+/**
+ * A chunk of output to the main thread, moved rather than copied when it has its memory
+ * to itself (a pipe read does: Node gives each read its own ArrayBuffer). Copies leave
+ * this thread's originals to a garbage collector with little else to do here: a
+ * Buildbot step writing 46 MiB grew the builder's RSS by 39–51 MiB with copies, and by
+ * 12–21 MiB with the chunks moved (test/buildbot-flow.test.ts, three runs each).
+ */
+function postChunk(id: number, fd: 1 | 2, chunk: Buffer): void {
+  const message: FromThread = { ev: "data", id, fd, chunk };
+  const memory = chunk.buffer;
+  if (
+    !(memory instanceof ArrayBuffer) ||
+    chunk.byteOffset !== 0 ||
+    chunk.byteLength !== memory.byteLength
+  ) {
+    post(message);
+    return;
+  }
+  try {
+    port!.postMessage(message, [memory]);
+  } catch {
+    post(message); // untransferable (a pooled buffer): copied after all
+  }
+}
+
+/** Whether PID namespaces work here: `unshare … -- true`, once, when the thread starts. */
+function probeIsolation(): IsolationSupport {
+  const unshare = DEFAULT_PATH.split(":")
+    .map((dir) => `${dir}/unshare`)
+    .find((file) => existsSync(file));
+  if (!unshare) return { ok: false, detail: "unshare not found" };
+  const probe = execaSync(unshare, [...UNSHARE_FLAGS, "--", "true"], {
+    env: defaultEnv(),
+    extendEnv: false,
+    stdin: "ignore",
+    stdout: "ignore",
+    reject: false,
+    timeout: 10_000,
+  });
+  if (probe.exitCode === 0) return { ok: true, detail: unshare };
+  const why = probe.stderr?.trim() || probe.originalMessage || probe.shortMessage || "failed";
+  return { ok: false, detail: why };
+}
+
+interface Job {
+  readonly subprocess: ResultPromise;
+  readonly pipes: Partial<Record<1 | 2, Readable>>;
+}
+const jobs = new Map<number, Job>();
+
+function start(m: Extract<ToThread, { op: "start" }>): void {
+  const { id, command, options, kind } = m;
+  let subprocess: ResultPromise;
+  try {
+    subprocess = execa(command[0]!, command.slice(1), {
+      cwd: options.cwd,
+      env: options.env,
+      extendEnv: false,
+      // execa writes the input into a pipe and closes it; a command that does not read
+      // it is not held up (a write into a closed pipe is ignored).
+      ...(options.input === undefined ? { stdin: "ignore" } : { input: options.input }),
+      reject: false,
+      // Its own process group: the fallback kill target, and unshare's group when isolated.
+      detached: true,
+      ...(kind === "capture"
+        ? { all: true, maxBuffer: m.maxBuffer, stripFinalNewline: false }
+        : { buffer: false, encoding: "buffer" }),
+    });
+  } catch (e) {
+    // Invalid arguments (a NUL byte in argv or env) throw instead of failing the promise.
+    post({ ev: "spawned", id, pid: undefined });
+    const message = e instanceof Error ? e.message : String(e);
+    post({ ev: "settled", id, result: { exitCode: undefined, signal: undefined, message } });
+    return;
+  }
+  const job: Job = { subprocess, pipes: {} };
+  jobs.set(id, job);
+  post({ ev: "spawned", id, pid: subprocess.pid });
+  subprocess.once("exit", () => post({ ev: "exit", id }));
+  if (kind === "stream") {
+    for (const fd of [1, 2] as const) {
+      const pipe = fd === 1 ? subprocess.stdout : subprocess.stderr;
+      if (!pipe) continue;
+      job.pipes[fd] = pipe;
+      pipe.on("data", (chunk: Buffer) => {
+        pipe.pause();
+        postChunk(id, fd, chunk);
+      });
+    }
+  }
+  void subprocess.then(
+    (r) => settle(id, r),
+    (e: unknown) => settle(id, { message: e instanceof Error ? e.message : String(e) }),
+  );
+}
+
+function settle(
+  id: number,
+  r: {
+    exitCode?: number | undefined;
+    signal?: string | undefined;
+    originalMessage?: string | undefined;
+    shortMessage?: string | undefined;
+    message?: string;
+    stdout?: unknown;
+    stderr?: unknown;
+    all?: unknown;
+    isMaxBuffer?: boolean;
+  },
+): void {
+  jobs.delete(id);
+  const text = (v: unknown): string | undefined => (typeof v === "string" ? v : undefined);
+  const result: Settled = {
+    exitCode: r.exitCode,
+    signal: r.signal,
+    message: r.originalMessage ?? r.shortMessage ?? r.message,
+    stdout: text(r.stdout),
+    stderr: text(r.stderr),
+    all: text(r.all),
+    isMaxBuffer: r.isMaxBuffer ?? false,
+  };
+  post({ ev: "settled", id, result });
+}
+
+port.on("message", (m: ToThread) => {
+  switch (m.op) {
+    case "start":
+      start(m);
+      return;
+    case "resume":
+      jobs.get(m.id)?.pipes[m.fd]?.resume();
+      return;
+    case "cut": {
+      const job = jobs.get(m.id);
+      job?.subprocess.stdout?.destroy();
+      job?.subprocess.stderr?.destroy();
+      return;
+    }
+  }
+});
+
+post({ ev: "ready", isolation: probeIsolation() });

@@ -1,0 +1,158 @@
+// The main thread's side of the spawn thread (spawn-thread.ts): one worker thread for
+// the builder's life, started on the first command, and one Job per command it runs.
+//
+// The thread keeps the builder alive only while a command runs (it is unref'd when
+// idle), as a child process of the main thread did. If the thread itself fails, every
+// job it had is settled as not run, saying why, and the next command starts a new one;
+// its children die with it (setpriv --pdeathsig, isolation.ts).
+
+import { Worker } from "node:worker_threads";
+import type {
+  FromThread,
+  IsolationSupport,
+  JobOptions,
+  Settled,
+  ToThread,
+} from "./spawn-messages.js";
+
+/** What a job is told, in order: spawned, then output and the exit, then settled once. */
+export interface JobEvents {
+  spawned(pid: number | undefined): void;
+  data?(fd: 1 | 2, chunk: Buffer): void;
+  exit(): void;
+  settled(result: Settled): void;
+}
+
+export interface JobRequest {
+  readonly command: readonly string[];
+  readonly options: JobOptions;
+  readonly kind: "stream" | "capture";
+  readonly maxBuffer?: number;
+}
+
+/** One running command, as the main thread holds it. */
+export interface Job {
+  /** The chunk given to data() on this pipe is dealt with: the thread reads on. */
+  resume(fd: 1 | 2): void;
+  /** Close the pipes the command left open (tree.ts decides when). */
+  cut(): void;
+}
+
+// When the builder runs from the sources (tests, through tsx), the thread must load
+// TypeScript too, and Node 20 does not hand a worker the loader the main thread was
+// started with: the thread registers tsx itself before it imports its entry. The built
+// program (dist/, bundled with dist/spawn-thread.js beside dist/cli.js) runs plain JS.
+const FROM_SOURCE = import.meta.url.endsWith(".ts");
+const ENTRY = new URL(FROM_SOURCE ? "./spawn-thread.ts" : "./spawn-thread.js", import.meta.url);
+
+function startWorker(): Worker {
+  if (!FROM_SOURCE) return new Worker(ENTRY);
+  const tsx = import.meta.resolve("tsx/esm/api");
+  const boot =
+    `import(${JSON.stringify(tsx)}).then((tsx) => { tsx.register(); ` +
+    `return import(${JSON.stringify(ENTRY.href)}); });`;
+  return new Worker(boot, { eval: true });
+}
+
+class SpawnThread {
+  private readonly worker: Worker;
+  private readonly jobs = new Map<number, JobEvents>();
+  private nextId = 1;
+  private lost: string | null = null;
+  readonly ready: Promise<IsolationSupport>;
+
+  constructor(private readonly onLost: () => void) {
+    this.worker = startWorker();
+    this.worker.unref();
+    let resolveReady!: (s: IsolationSupport) => void;
+    let rejectReady!: (e: Error) => void;
+    this.ready = new Promise((resolve, reject) => {
+      resolveReady = resolve;
+      rejectReady = reject;
+    });
+    this.ready.catch(() => {}); // handled by each command that waits for it
+    this.worker.on("message", (m: FromThread) => {
+      if (m.ev === "ready") {
+        resolveReady(m.isolation);
+        return;
+      }
+      const events = this.jobs.get(m.id);
+      if (!events) return;
+      switch (m.ev) {
+        case "spawned":
+          events.spawned(m.pid);
+          return;
+        case "data":
+          events.data?.(m.fd, Buffer.from(m.chunk.buffer, m.chunk.byteOffset, m.chunk.byteLength));
+          return;
+        case "exit":
+          events.exit();
+          return;
+        case "settled":
+          this.end(m.id);
+          events.settled(m.result);
+          return;
+      }
+    });
+    const fail = (why: string): void => {
+      if (this.lost !== null) return;
+      this.lost = why;
+      this.onLost();
+      rejectReady(new Error(why));
+      const message = `the thread that runs commands stopped: ${why}`;
+      for (const [id, events] of [...this.jobs]) {
+        this.end(id);
+        events.settled({ exitCode: undefined, signal: undefined, message });
+      }
+    };
+    this.worker.on("error", (e) => fail(e.message));
+    this.worker.on("exit", (code) => fail(`it exited with code ${code}`));
+  }
+
+  start(request: JobRequest, events: JobEvents): Job {
+    const id = this.nextId++;
+    if (this.lost !== null) {
+      const message = `the thread that runs commands stopped: ${this.lost}`;
+      queueMicrotask(() => {
+        events.spawned(undefined);
+        events.settled({ exitCode: undefined, signal: undefined, message });
+      });
+      return { resume: () => {}, cut: () => {} };
+    }
+    if (this.jobs.size === 0) this.worker.ref();
+    this.jobs.set(id, events);
+    this.post({ op: "start", id, ...request });
+    return {
+      resume: (fd) => this.post({ op: "resume", id, fd }),
+      cut: () => this.post({ op: "cut", id }),
+    };
+  }
+
+  private end(id: number): void {
+    if (this.jobs.delete(id) && this.jobs.size === 0) this.worker.unref();
+  }
+
+  private post(message: ToThread): void {
+    if (this.lost === null) this.worker.postMessage(message);
+  }
+}
+
+let thread: SpawnThread | undefined;
+
+/** The spawn thread, started on first use and again after it failed. */
+export function spawnThread(): SpawnThread {
+  thread ??= new SpawnThread(() => {
+    thread = undefined;
+  });
+  return thread;
+}
+
+/** Start the spawn thread now rather than on the first command (a builder starting up). */
+export function startSpawnThread(): void {
+  spawnThread().ready.catch(() => {}); // a failure is reported to the first command
+}
+
+/** Whether PID namespaces work here, as the spawn thread found when it started. */
+export async function isolationSupport(): Promise<IsolationSupport> {
+  return spawnThread().ready;
+}
