@@ -1,7 +1,8 @@
 // `npm ci` runs this (package.json "prepare"): bundle src/ into dist/cli.js, which
 // bin/buildd.js and `npm start` run, and dist/spawn-thread.js beside it, the worker
-// thread that spawns every command (src/process/spawner.ts finds it next to itself).
-// One file starts faster than ~100 modules.
+// thread that spawns every command (src/process/spawner.ts finds it next to itself),
+// plus the spawner on its own and the chunks they share. One file starts faster than
+// ~100 modules.
 //
 // Dependencies stay external (loaded from node_modules as usual), except execa: it is
 // ~150 small modules, and loading them one by one cost ~70-100 ms before the builder's
@@ -17,7 +18,15 @@ const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url),
 const external = Object.keys(pkg.dependencies).filter((name) => !BUNDLED.has(name));
 
 await build({
-  entryPoints: { cli: "src/cli.ts", "spawn-thread": "src/process/spawn-thread.ts" },
+  entryPoints: {
+    cli: "src/cli.ts",
+    "spawn-thread": "src/process/spawn-thread.ts",
+    spawner: "src/process/spawner.ts",
+  },
+  // One copy of each module however many entries use it: bin/buildd.js starts the
+  // spawn thread through dist/spawner.js before it loads dist/cli.js, and the program
+  // must find that same thread, not a second one.
+  splitting: true,
   bundle: true,
   platform: "node",
   target: "node20",

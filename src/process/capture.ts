@@ -4,7 +4,7 @@
 // our own ladder (tree.ts), from here.
 
 import { commandLine } from "./isolation.js";
-import { isolationSupport, spawnThread, type Job } from "./spawner.js";
+import { spawnThread, supportFor, type Job } from "./spawner.js";
 import type { Settled } from "./spawn-messages.js";
 import { jobOptions, type CaptureResult, type CaptureSpec } from "./spec.js";
 import { ProcessTree, startFailure } from "./tree.js";
@@ -23,7 +23,7 @@ export async function capture(spec: CaptureSpec): Promise<CaptureResult> {
   });
   let support;
   try {
-    support = await isolationSupport();
+    support = await supportFor(spec.isolation);
   } catch (e) {
     return notRun(e instanceof Error ? e.message : String(e));
   }

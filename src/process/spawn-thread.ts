@@ -16,7 +16,7 @@
 import { existsSync } from "node:fs";
 import type { Readable } from "node:stream";
 import { parentPort } from "node:worker_threads";
-import { execa, execaSync, type ResultPromise } from "execa";
+import { execa, type ResultPromise } from "execa";
 import { DEFAULT_PATH, defaultEnv } from "./environment.js";
 import { UNSHARE_FLAGS } from "./isolation.js";
 import type { FromThread, IsolationSupport, Settled, ToThread } from "./spawn-messages.js";
@@ -51,13 +51,17 @@ function postChunk(id: number, fd: 1 | 2, chunk: Buffer): void {
   }
 }
 
-/** Whether PID namespaces work here: `unshare … -- true`, once, when the thread starts. */
-function probeIsolation(): IsolationSupport {
+/**
+ * Whether PID namespaces work here: `unshare … -- true`, once, as the thread starts. Not
+ * awaited before other work: a command that asks for no namespace (dpkg at start-up)
+ * runs meanwhile.
+ */
+async function probeIsolation(): Promise<IsolationSupport> {
   const unshare = DEFAULT_PATH.split(":")
     .map((dir) => `${dir}/unshare`)
     .find((file) => existsSync(file));
   if (!unshare) return { ok: false, detail: "unshare not found" };
-  const probe = execaSync(unshare, [...UNSHARE_FLAGS, "--", "true"], {
+  const probe = await execa(unshare, [...UNSHARE_FLAGS, "--", "true"], {
     env: defaultEnv(),
     extendEnv: false,
     stdin: "ignore",
@@ -167,4 +171,4 @@ port.on("message", (m: ToThread) => {
   }
 });
 
-post({ ev: "ready", isolation: probeIsolation() });
+void probeIsolation().then((isolation) => post({ ev: "ready", isolation }));

@@ -7,6 +7,7 @@
 // its children die with it (setpriv --pdeathsig, isolation.ts).
 
 import { Worker } from "node:worker_threads";
+import type { Isolation } from "./spec.js";
 import type {
   FromThread,
   IsolationSupport,
@@ -155,4 +156,14 @@ export function startSpawnThread(): void {
 /** Whether PID namespaces work here, as the spawn thread found when it started. */
 export async function isolationSupport(): Promise<IsolationSupport> {
   return spawnThread().ready;
+}
+
+const NOT_ASKED: IsolationSupport = Object.freeze({ ok: false, detail: "no PID namespace asked" });
+
+/**
+ * What commandLine() must know to isolate a command this way: without a PID namespace
+ * nothing (it does not look), so such a command does not wait for the thread's probe.
+ */
+export function supportFor(isolation: Isolation | undefined): Promise<IsolationSupport> {
+  return isolation?.pid === false ? Promise.resolve(NOT_ASKED) : isolationSupport();
 }

@@ -14,7 +14,8 @@
 import type { BuildLogStream } from "../log/buildlog.js";
 import { commandLine } from "./isolation.js";
 import { killAlive } from "./pidns.js";
-import { isolationSupport, spawnThread, type Job } from "./spawner.js";
+import type { IsolationSupport } from "./spawn-messages.js";
+import { spawnThread, supportFor, type Job } from "./spawner.js";
 import { jobOptions, type RunResult, type RunSpec, type RunningProcess } from "./spec.js";
 import { ProcessTree, startFailure } from "./tree.js";
 
@@ -67,7 +68,7 @@ export function startStreaming(spec: RunSpec): RunningProcess {
   let treeKnown!: (tree: ProcessTree | null) => void;
   const treePromise = new Promise<ProcessTree | null>((resolve) => (treeKnown = resolve));
   const done = new Promise<RunResult>((settle) => {
-    const run = (support: Awaited<ReturnType<typeof isolationSupport>>): void => {
+    const run = (support: IsolationSupport): void => {
       const { command, isolated, fallback } = commandLine(
         support,
         spec.argv,
@@ -127,7 +128,7 @@ export function startStreaming(spec: RunSpec): RunningProcess {
         },
       );
     };
-    isolationSupport().then(run, (e: unknown) => {
+    supportFor(spec.isolation).then(run, (e: unknown) => {
       treeKnown(null);
       notStarted(startFailure(e instanceof Error ? e.message : String(e)));
       settle(finish(NOT_STARTED));
