@@ -1,10 +1,12 @@
 // The main thread's side of the spawn thread (spawn-thread.ts): one worker thread for
-// the builder's life, started on the first command, and one Job per command it runs.
+// the builder's life, and one Job per command it runs. `buildd serve` starts it before
+// the program loads (bin/buildd.js) and the builder again as it starts (app.ts, for
+// builders started in-process); anything else starts it with its first command.
 //
-// The thread keeps the builder alive only while a command runs (it is unref'd when
+// The thread keeps the process alive only while a command runs (it is unref'd when
 // idle), as a child process of the main thread did. If the thread itself fails, every
-// job it had is settled as not run, saying why, and the next command starts a new one;
-// its children die with it (setpriv --pdeathsig, isolation.ts).
+// job it had is settled, saying why, and the next command starts a new thread; the
+// isolated commands it had die with it (setpriv --pdeathsig, isolation.ts).
 
 import { Worker } from "node:worker_threads";
 import type { Isolation } from "./spec.js";
@@ -111,15 +113,8 @@ class SpawnThread {
   }
 
   start(request: JobRequest, events: JobEvents): Job {
+    // Never a lost thread: spawnThread() replaces one the moment it is lost.
     const id = this.nextId++;
-    if (this.lost !== null) {
-      const message = `the thread that runs commands stopped: ${this.lost}`;
-      queueMicrotask(() => {
-        events.spawned(undefined);
-        events.settled({ exitCode: undefined, signal: undefined, message });
-      });
-      return { resume: () => {}, cut: () => {} };
-    }
     if (this.jobs.size === 0) this.worker.ref();
     this.jobs.set(id, events);
     this.post({ op: "start", id, ...request });
@@ -133,6 +128,7 @@ class SpawnThread {
     if (this.jobs.delete(id) && this.jobs.size === 0) this.worker.unref();
   }
 
+  /** A job's resume() or cut() after the thread was lost goes nowhere: the job is over. */
   private post(message: ToThread): void {
     if (this.lost === null) this.worker.postMessage(message);
   }
