@@ -70,6 +70,8 @@ export async function capture(spec: CaptureSpec): Promise<CaptureResult> {
     });
     const ran = tree as ProcessTree | null;
     if (!ran) return notRun(r.message ?? "it was not started");
+    // The spawn thread stopped under it: nothing will report its end, so it is killed.
+    if (r.lost) await ran.terminate(0);
     const stderr = ran.filterStderrText(r.stderr ?? "");
     const result = {
       ...ran.exitResult(r.exitCode, r.signal),

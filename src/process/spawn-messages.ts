@@ -52,6 +52,11 @@ export interface Settled {
   readonly stderr?: string;
   readonly all?: string;
   readonly isMaxBuffer?: boolean;
+  /**
+   * Set by the main thread when the spawn thread stopped with the command still its:
+   * nothing will report how the command ends, so whoever holds it kills it.
+   */
+  readonly lost?: true;
 }
 
 export type FromThread =

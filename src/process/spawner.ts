@@ -5,8 +5,9 @@
 //
 // The thread keeps the process alive only while a command runs (it is unref'd when
 // idle), as a child process of the main thread did. If the thread itself fails, every
-// job it had is settled, saying why, and the next command starts a new thread; the
-// isolated commands it had die with it (setpriv --pdeathsig, isolation.ts).
+// job it had is settled as lost, saying why, and its holder kills what it started
+// (stream.ts, capture.ts: the kill ladder needs no thread); the next command starts a
+// new thread.
 
 import { Worker } from "node:worker_threads";
 import type { Isolation } from "./spec.js";
@@ -105,7 +106,7 @@ class SpawnThread {
       const message = `the thread that runs commands stopped: ${why}`;
       for (const [id, events] of [...this.jobs]) {
         this.end(id);
-        events.settled({ exitCode: undefined, signal: undefined, message });
+        events.settled({ exitCode: undefined, signal: undefined, message, lost: true });
       }
     };
     this.worker.on("error", (e) => fail(e.message));

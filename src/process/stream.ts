@@ -46,10 +46,17 @@ export function startStreaming(spec: RunSpec): RunningProcess {
 
   const out: BuildLogStream = log.stream("stdout");
   const err: BuildLogStream = log.stream("stderr");
+  let tree: ProcessTree | null = null;
+  /** stderr the quirk filter held back, once it is known not to be the quirk (tree.ts). */
+  const releaseStderr = (minAgeMs: number): void => {
+    const held = tree?.releaseStderr(minAgeMs);
+    if (held && held.length > 0) err.push(held);
+  };
   const idle = setInterval(
     () =>
       guard(() => {
         out.flushIdle();
+        releaseStderr(IDLE_FLUSH_MS);
         err.flushIdle();
       }),
     IDLE_FLUSH_MS,
@@ -79,7 +86,6 @@ export function startStreaming(spec: RunSpec): RunningProcess {
       // Pipes whose last chunk the sink has not taken yet: the tree does not cut them
       // meanwhile (tree.ts), and the thread reads them on only once it has.
       const paused = new Set<1 | 2>();
-      let tree: ProcessTree | null = null;
       const job: Job = spawnThread().start(
         { command, options: jobOptions(spec), kind: "stream" },
         {
@@ -113,12 +119,16 @@ export function startStreaming(spec: RunSpec): RunningProcess {
           settled(r) {
             tree?.onSettled();
             treeKnown(null);
+            guard(() => releaseStderr(0));
             if (r.exitCode !== undefined || r.signal !== undefined) {
               settle(finish(tree ? tree.exitResult(r.exitCode, r.signal) : NOT_STARTED));
-            } else if (tree && tree.pid > 0) {
-              // It ran, but how it ended is lost (the spawn thread stopped under it).
-              guard(() => log.write(`[buildd] ${spec.argv[0]}: ${startFailure(r.message)}\n`));
-              settle(finish({ exitCode: null, signal: null }));
+            } else if (r.lost && tree && tree.pid > 0) {
+              // It ran, but the spawn thread stopped under it: nothing will report its
+              // end, so it is killed, and done says it did not finish.
+              const line = `${spec.argv[0]}: ${startFailure(r.message)}; killing what it started`;
+              guard(() => log.write(`[buildd] ${line}\n`));
+              const over = (): void => settle(finish({ exitCode: null, signal: null }));
+              tree.terminate(0).then(over, over);
             } else {
               // No process at all (no such program, bad cwd, a NUL byte): execa says why.
               notStarted(startFailure(r.message));

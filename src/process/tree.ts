@@ -36,6 +36,15 @@ const KILL_WAIT_MS = 2000;
 // line and report the SIGKILL it stands for.
 const UNSHARE_SIGKILL_QUIRK = "unshare: sigprocmask unblock failed: Invalid argument\n";
 const QUIRK_BYTES = Buffer.from(UNSHARE_SIGKILL_QUIRK);
+const EMPTY = Buffer.alloc(0);
+
+/** How many bytes at the end of `data` are the quirk line's first bytes (not all of it). */
+function quirkStartAtEnd(data: Buffer): number {
+  for (let k = Math.min(QUIRK_BYTES.length - 1, data.length); k > 0; k--) {
+    if (data.subarray(data.length - k).equals(QUIRK_BYTES.subarray(0, k))) return k;
+  }
+  return 0;
+}
 
 export class ProcessTree {
   /** The PID namespace while isolated; null otherwise or once unknown. */
@@ -47,6 +56,9 @@ export class ProcessTree {
   private terminating: Promise<{ survivors: number[] }> | undefined;
 
   private pipeTimer: NodeJS.Timeout | undefined;
+  /** The end of stderr that may be the start of the quirk line (filterStderr). */
+  private heldStderr: Buffer = EMPTY;
+  private heldSince = 0;
 
   constructor(
     /** The spawned top process (unshare when isolated); -1 if nothing was spawned. */
@@ -90,13 +102,40 @@ export class ProcessTree {
     this.cutPipes();
   };
 
-  /** stderr without unshare's SIGKILL quirk line (noting that it was there). */
+  /**
+   * stderr without unshare's SIGKILL quirk line (noting that it was there). unshare
+   * writes that line in several write()s, so it can arrive in pieces: the end of a chunk
+   * that could begin it is held back until the next chunk shows whether it does, or
+   * until releaseStderr().
+   */
   filterStderr(chunk: Buffer): Buffer {
     if (!this.isolated) return chunk;
-    const at = chunk.indexOf(QUIRK_BYTES);
-    if (at === -1) return chunk;
-    this.sawQuirk = true;
-    return Buffer.concat([chunk.subarray(0, at), chunk.subarray(at + QUIRK_BYTES.length)]);
+    let data = this.heldStderr.length === 0 ? chunk : Buffer.concat([this.heldStderr, chunk]);
+    this.heldStderr = EMPTY;
+    const at = data.indexOf(QUIRK_BYTES);
+    if (at !== -1) {
+      this.sawQuirk = true;
+      data = Buffer.concat([data.subarray(0, at), data.subarray(at + QUIRK_BYTES.length)]);
+    }
+    const keep = quirkStartAtEnd(data);
+    if (keep === 0) return data;
+    this.heldStderr = Buffer.from(data.subarray(data.length - keep));
+    this.heldSince = performance.now();
+    return data.subarray(0, data.length - keep);
+  }
+
+  /**
+   * What filterStderr() has held back for at least `minAgeMs`: the rest of the quirk
+   * line comes within microseconds, so a command quiet for longer (or ended) did not
+   * write it, and those bytes are its own.
+   */
+  releaseStderr(minAgeMs = 0): Buffer {
+    if (this.heldStderr.length === 0 || performance.now() - this.heldSince < minAgeMs) {
+      return EMPTY;
+    }
+    const held = this.heldStderr;
+    this.heldStderr = EMPTY;
+    return held;
   }
 
   /** The same, for captured text. */
