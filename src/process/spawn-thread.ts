@@ -11,7 +11,8 @@
 // chunk is in the log, so a full log holds the child back exactly as a full pipe would.
 //
 // The children's parent is this thread: `setpriv --pdeathsig` (isolation.ts) fires when
-// it ends, so a command never outlives the thread that could report on it either.
+// it ends, and if it ends while the builder lives, the main thread kills what it had
+// (spawner.ts), so a command never outlives the thread that could report on it.
 
 import { existsSync } from "node:fs";
 import type { Readable } from "node:stream";
