@@ -1,8 +1,9 @@
 // `npm ci` runs this (package.json "prepare"): bundle src/ into dist/cli.js, which
 // bin/buildd.js and `npm start` run, and dist/spawn-thread.js beside it, the worker
 // thread that spawns every command (src/process/spawner.ts finds it next to itself),
-// plus the spawner on its own and the chunks they share. One file starts faster than
-// ~100 modules.
+// plus the spawner on its own and the chunks they share. A few files start faster than
+// ~100 modules. dist/ is not emptied first: a builder still running from it may yet load
+// one of its chunks (by a hashed name a rebuild does not reuse).
 //
 // Dependencies stay external (loaded from node_modules as usual), except execa: it is
 // ~150 small modules, and loading them one by one cost ~70-100 ms before the builder's
