@@ -3,6 +3,7 @@
 // root, no chroot, nothing runs. What those commands do when they really run is tested
 // in test/chroot.test.ts, test/runner.test.ts and test/runner-isolation.test.ts.
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -18,6 +19,7 @@ import { defaultArchitecture } from "../src/host-setup.js";
 import { BuildLog } from "../src/log/buildlog.js";
 import { createScrubber } from "../src/log/scrub.js";
 import { DEFAULT_PATH } from "../src/process/environment.js";
+import { processRunner } from "../src/process/runner.js";
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "buildd-argv-"));
 after(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -416,6 +418,55 @@ describe("the unpacker", () => {
     );
     assert.equal(fs.existsSync(path.join(workspace, ".chroot.members")), false);
   });
+
+  /**
+   * A real tarball (python3's tarfile) of `count` files with non-ASCII names, then a
+   * last member: a file, or a symlink pointing out of the chroot.
+   */
+  const manyMembers = (count: number, last: "file" | "escaping link"): string => {
+    const file = path.join(fresh().workspace, "many.tar");
+    execFileSync("python3", [
+      "-c",
+      `import io, sys, tarfile
+with tarfile.open(sys.argv[1], mode="w") as t:
+    for i in range(${count}):
+        info = tarfile.TarInfo(f"./d/ünïcødé-名前-{i:05d}"); info.size = 1
+        t.addfile(info, io.BytesIO(b"x"))
+    if sys.argv[2] == "file":
+        info = tarfile.TarInfo("./d/the-last-one"); info.size = 1
+        t.addfile(info, io.BytesIO(b"x"))
+    else:
+        info = tarfile.TarInfo("./d/evil"); info.type = tarfile.SYMTYPE
+        info.linkname = "../../../../tmp"
+        t.addfile(info)`,
+      file,
+      last,
+    ]);
+    return file;
+  };
+
+  for (const last of ["file", "escaping link"] as const) {
+    test(`a listing many reads long, checked while real tar writes it: ${last === "file" ? "every member counted" : "a bad last member is refused"}`, async () => {
+      const { workspace, log } = fresh();
+      const dest = path.join(workspace, "chroot");
+      fs.mkdirSync(dest);
+      const tarball = manyMembers(6000, last);
+      const r = await startUnpack(processRunner, tarball, dest, { log, track: (p) => p }).done;
+      log.close();
+      const text = fs.readFileSync(log.path, "utf8");
+      if (last === "file") {
+        assert.deepEqual(r, { exitCode: 0, signal: null }, text);
+        // 6,001 members and the line tar adds for the directory it creates (./d).
+        assert.match(text, /\[buildd\] unpacked 6002 members\n$/);
+        assert.equal(fs.readdirSync(path.join(dest, "d")).length, 6001);
+      } else {
+        assert.deepEqual(r, { exitCode: 1, signal: null }, text);
+        const why = "symlink ./d/evil points outside the chroot (../../../../tmp)";
+        assert.ok(text.endsWith(`[buildd] refusing the chroot tarball: ${why}\n`), text);
+      }
+      assert.equal(fs.existsSync(path.join(workspace, ".chroot.members")), false);
+    });
+  }
 
   test("a listing that cannot be read fails an unpack tar reports as done", async () => {
     const { workspace, log } = fresh();
