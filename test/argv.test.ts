@@ -456,8 +456,8 @@ with tarfile.open(sys.argv[1], mode="w") as t:
       const text = fs.readFileSync(log.path, "utf8");
       if (last === "file") {
         assert.deepEqual(r, { exitCode: 0, signal: null }, text);
-        // 6,001 members and the line tar adds for the directory it creates (./d).
-        assert.match(text, /\[buildd\] unpacked 6002 members\n$/);
+        // Not counted: the line tar adds for the directory it creates (./d).
+        assert.match(text, /\[buildd\] unpacked 6001 members\n$/);
         assert.equal(fs.readdirSync(path.join(dest, "d")).length, 6001);
       } else {
         assert.deepEqual(r, { exitCode: 1, signal: null }, text);

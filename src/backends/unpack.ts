@@ -20,10 +20,16 @@ import type { StepIO } from "./backend.js";
 import type { ProcessRunner, RunningProcess, RunResult } from "../process/runner.js";
 import { StepFailed } from "./util.js";
 
+/**
+ * A member's line in tar's `-vv` listing:
+ * "<perms> <owner>/<group> <size or major,minor> <date> <time> <name>[ -> target | link to target]".
+ * tar also writes other lines there ("Creating directory: ./d"), which are not members.
+ */
+const MEMBER_LINE = /^(\S)\S*\s+\S+\s+[\d,\s]+?\s+\d{4}-\d\d-\d\d \d\d:\d\d(?::\d\d)? (.*)$/;
+
 /** Why a member is refused, or null when it is fine. Exported for unit tests. */
 export function checkMember(line: string): string | null {
-  // "<perms> <owner>/<group> <size or major,minor> <date> <time> <name>[ -> target | link to target]"
-  const m = /^(\S)\S*\s+\S+\s+[\d,\s]+?\s+\d{4}-\d\d-\d\d \d\d:\d\d(?::\d\d)? (.*)$/.exec(line);
+  const m = MEMBER_LINE.exec(line);
   if (!m) return null;
   const kind = m[1];
   let name = m[2]!;
@@ -143,6 +149,7 @@ class IndexReader {
       this.partial = "";
     }
     for (const line of lines) {
+      if (!MEMBER_LINE.test(line)) continue;
       this.members++;
       const why = checkMember(line);
       if (why) {
