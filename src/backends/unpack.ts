@@ -4,14 +4,14 @@
 // One pass: tar extracts with `-vv`, which lists every member with its link target, into
 // an index file beside the target (`--index-file`); we check each line as tar writes it
 // and, once tar is done, fail the unpack at the first bad member. Checking in a separate
-// listing pass would decompress the ~150 MB tarball twice. The listing goes to a file, not a pipe to
-// us: through a pipe, tar's one write per member woke this process once per member
-// (15,000 times for a bookworm chroot, about half a CPU-second of ours and as much of
-// tar's), where the file is read in large reads every INDEX_POLL_MS. Nothing escapes
-// meanwhile, because GNU tar itself never writes outside the target: it strips a
-// leading "/", skips members containing "..", and creates symlinks that could lead
-// out only after everything else is extracted. We still fail the build on such a member,
-// because a chroot that contains one was not made for us.
+// listing pass would decompress the ~150 MB tarball twice. The listing goes to a file,
+// not a pipe to us: through a pipe, tar's one write per member woke this process once
+// per member (15,000 times for a bookworm chroot, about half a CPU-second of ours and as
+// much of tar's), where the file is read in large reads every INDEX_POLL_MS. Nothing
+// escapes meanwhile, because GNU tar itself never writes outside the target: it strips
+// a leading "/", skips members containing "..", and creates symlinks that could lead
+// out only after everything else is extracted. We still fail the build on such a
+// member, because a chroot that contains one was not made for us.
 
 import fs from "node:fs";
 import path from "node:path";
