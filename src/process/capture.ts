@@ -52,22 +52,28 @@ export async function capture(spec: CaptureSpec): Promise<CaptureResult> {
   if (spec.signal?.aborted) onAbort();
   else spec.signal?.addEventListener("abort", onAbort, { once: true });
   try {
-    const r = await new Promise<Settled>((settle) => {
-      const job: Job = spawnThread().start(
-        { command, options: jobOptions(spec), kind: "capture", maxBuffer: maxBytes },
-        {
-          spawned(pid) {
-            tree = new ProcessTree(pid ?? -1, isolated, () => job.cut());
-            if (killWanted) void tree.terminate(0);
+    // A thread that cannot be started fails this command, never the caller.
+    let r: Settled;
+    try {
+      r = await new Promise<Settled>((settle) => {
+        const job: Job = spawnThread().start(
+          { command, options: jobOptions(spec), kind: "capture", maxBuffer: maxBytes },
+          {
+            spawned(pid) {
+              tree = new ProcessTree(pid ?? -1, isolated, () => job.cut());
+              if (killWanted) void tree.terminate(0);
+            },
+            exit: () => tree?.onExit(),
+            settled(result) {
+              tree?.onSettled();
+              settle(result);
+            },
           },
-          exit: () => tree?.onExit(),
-          settled(result) {
-            tree?.onSettled();
-            settle(result);
-          },
-        },
-      );
-    });
+        );
+      });
+    } catch (e) {
+      return notRun(e instanceof Error ? e.message : String(e));
+    }
     const ran = tree as ProcessTree | null;
     if (!ran) return notRun(r.message ?? "it was not started");
     // The spawn thread stopped under it: nothing will report its end, so it is killed.

@@ -138,11 +138,15 @@ export function startStreaming(spec: RunSpec): RunningProcess {
         },
       );
     };
-    supportFor(spec.isolation).then(run, (e: unknown) => {
-      treeKnown(null);
-      notStarted(startFailure(e instanceof Error ? e.message : String(e)));
-      settle(finish(NOT_STARTED));
-    });
+    // A thread that cannot be started (or asked) fails this command, never the caller.
+    Promise.resolve(spec.isolation)
+      .then(supportFor)
+      .then(run)
+      .catch((e: unknown) => {
+        treeKnown(null);
+        notStarted(startFailure(e instanceof Error ? e.message : String(e)));
+        settle(finish(NOT_STARTED));
+      });
   });
 
   return {
