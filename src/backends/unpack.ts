@@ -94,6 +94,7 @@ class IndexReader {
   /** Reads run one after another, each from where the last stopped. */
   private reading: Promise<unknown> = Promise.resolve();
   private polling = false;
+  private handle: fs.promises.FileHandle | undefined;
 
   constructor(private readonly file: string) {}
 
@@ -120,23 +121,23 @@ class IndexReader {
     } catch (err) {
       const why = `its member listing could not be read (${(err as Error).message})`;
       return { members: this.members, refused: why, unreadable: true };
+    } finally {
+      await this.handle?.close().catch(() => {});
+      this.handle = undefined;
     }
     return { members: this.members, refused: this.refused, unreadable: false };
   }
 
   private async readToEnd(): Promise<void> {
     if (this.refused !== null) return;
-    const fh = await fs.promises.open(this.file, "r");
-    try {
-      for (;;) {
-        const { bytesRead } = await fh.read(this.buffer, 0, this.buffer.length, this.offset);
-        if (bytesRead === 0) return;
-        this.offset += bytesRead;
-        this.take(this.decoder.write(this.buffer.subarray(0, bytesRead)), false);
-        if (this.refused !== null) return;
-      }
-    } finally {
-      await fh.close();
+    // Opened once tar has created the file, and kept open until finish().
+    this.handle ??= await fs.promises.open(this.file, "r");
+    for (;;) {
+      const { bytesRead } = await this.handle.read(this.buffer, 0, this.buffer.length, this.offset);
+      if (bytesRead === 0) return;
+      this.offset += bytesRead;
+      this.take(this.decoder.write(this.buffer.subarray(0, bytesRead)), false);
+      if (this.refused !== null) return;
     }
   }
 
