@@ -64,6 +64,7 @@ class SpawnThread {
   private nextId = 1;
   private lost: string | null = null;
   readonly ready: Promise<IsolationSupport>;
+  private readonly rejectReady: (e: Error) => void;
 
   constructor(private readonly onLost: () => void) {
     this.worker = startWorker();
@@ -98,19 +99,21 @@ class SpawnThread {
           return;
       }
     });
-    const fail = (why: string): void => {
-      if (this.lost !== null) return;
-      this.lost = why;
-      this.onLost();
-      rejectReady(new Error(why));
-      const message = `the thread that runs commands stopped: ${why}`;
-      for (const [id, events] of [...this.jobs]) {
-        this.end(id);
-        events.settled({ exitCode: undefined, signal: undefined, message, lost: true });
-      }
-    };
-    this.worker.on("error", (e) => fail(e.message));
-    this.worker.on("exit", (code) => fail(`it exited with code ${code}`));
+    this.rejectReady = rejectReady;
+    this.worker.on("error", (e) => this.fail(e.message));
+    this.worker.on("exit", (code) => this.fail(`it exited with code ${code}`));
+  }
+
+  private fail(why: string): void {
+    if (this.lost !== null) return;
+    this.lost = why;
+    this.onLost();
+    this.rejectReady(new Error(why));
+    const message = `the thread that runs commands stopped: ${why}`;
+    for (const [id, events] of [...this.jobs]) {
+      this.end(id);
+      events.settled({ exitCode: undefined, signal: undefined, message, lost: true });
+    }
   }
 
   start(request: JobRequest, events: JobEvents): Job {
@@ -123,6 +126,12 @@ class SpawnThread {
       resume: (fd) => this.post({ op: "resume", id, fd }),
       cut: () => this.post({ op: "cut", id }),
     };
+  }
+
+  /** End the thread as a failure would: its jobs are settled as lost (fail()). */
+  async stop(why: string): Promise<void> {
+    this.fail(why);
+    await this.worker.terminate();
   }
 
   private end(id: number): void {
@@ -148,6 +157,16 @@ export function spawnThread(): SpawnThread {
 /** Start the spawn thread now rather than on the first command (a builder starting up). */
 export function startSpawnThread(): void {
   spawnThread().ready.catch(() => {}); // a failure is reported to the first command
+}
+
+/**
+ * Stop the spawn thread as if it had failed, saying why: what it ran is killed and
+ * reported as not finished, and the next command starts a new thread. Nothing in the
+ * builder stops it on purpose; this is how the lost-thread path is tested
+ * (test/spawn-thread.test.ts), since no outside signal can end one thread alone.
+ */
+export async function stopSpawnThread(why: string): Promise<void> {
+  await thread?.stop(why);
 }
 
 /** Whether PID namespaces work here, as the spawn thread found when it started. */
