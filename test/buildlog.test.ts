@@ -145,3 +145,33 @@ test("logCommand writes a UTC timestamp line and a quoted, scrubbed RUN line", (
     "2026-11-21 19:41:41 UTC",
   );
 });
+
+test("tail() is the file's last 2048 bytes after every write, across the limit and a reopen", () => {
+  const dir = tempDir();
+  const path = join(dir, "buildlog");
+  let seed = 7;
+  const random = (n: number): number => {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    return seed % n;
+  };
+  const log = BuildLog.create(path, opts(200_000));
+  assert.deepEqual(log.tail(), Buffer.alloc(0));
+  for (let i = 0; i < 400 && !log.exceeded; i++) {
+    // Mostly small writes, some near and past the tail's size.
+    const size = [1, 17, 300, 2047, 2048, 2049, 5000][random(7)]!;
+    const chunk = Buffer.alloc(size);
+    for (let j = 0; j < size; j++) chunk[j] = 0x61 + random(26);
+    if (random(2) === 0) log.write(chunk);
+    else log.stream().push(chunk);
+    assert.deepEqual(log.tail(), readLogTail(path), `after write ${i} of ${size} bytes`);
+    assert.equal(log.tail(), log.tail(), "the same Buffer until the next write");
+  }
+  assert.ok(log.exceeded, "the writes went past the limit");
+  assert.match(log.tail().toString(), /exceeded the maximum size of 200000 bytes/);
+  log.close();
+  const again = BuildLog.reopen(path, opts());
+  assert.deepEqual(again.tail(), readLogTail(path), "reopened");
+  again.write("more\n");
+  assert.deepEqual(again.tail(), readLogTail(path));
+  assert.ok(again.tail().toString().endsWith("more\n"));
+});

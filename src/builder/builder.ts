@@ -31,7 +31,7 @@ import type { FileCache } from "../filecache/store.js";
 import { signalRecordedNamespace } from "../process/pidns.js";
 import { createScrubber, type Scrubber } from "../log/scrub.js";
 import { isStruct, type Struct, type Value } from "../protocol/values.js";
-import { BuildLog, readLogTail } from "../log/buildlog.js";
+import { BuildLog, LOG_TAIL_BYTES, readLogTail } from "../log/buildlog.js";
 import type { BuildRecord, Journal } from "./journal.js";
 import { RunningBuild } from "./running-build.js";
 import { TRANSITIONS, situation, type Transition } from "./transitions.js";
@@ -167,7 +167,11 @@ export class Builder {
       case BuilderStatus.BUILDING:
         return {
           ...base,
-          build: { id: rec.buildId, extra, logtail: readLogTail(this.logPath, 2048) },
+          build: {
+            id: rec.buildId,
+            extra,
+            logtail: cur.log?.tail() ?? readLogTail(this.logPath, LOG_TAIL_BYTES),
+          },
         };
       case BuilderStatus.ABORTING:
         return { ...base, build: { id: rec.buildId, extra } };

@@ -5,6 +5,10 @@
 // the raw file then stays downloadable). Writes are synchronous appends on an O_APPEND
 // fd: a reader (the HTTP file server, readLogTail) always sees whole writes in order,
 // and nothing is lost in a buffer if the daemon dies.
+//
+// The log also keeps its last LOG_TAIL_BYTES in memory (tail()): status() sends them on
+// every call of a build, and reading them back from the file cost four system calls a
+// call, the largest part of status() of ours during a build (docs/performance.md).
 
 import {
   closeSync,
@@ -17,6 +21,9 @@ import {
 } from "node:fs";
 import type { Scrubber } from "./scrub.js";
 import { StreamScrubber } from "./scrub.js";
+
+/** How much of the log's end status() sends as its logtail. */
+export const LOG_TAIL_BYTES = 2048;
 
 export interface BuildLogOptions {
   /** The file never grows past this many bytes of output (plus one final notice line). */
@@ -60,6 +67,11 @@ export class BuildLog implements OutputSink {
   private bytes: number;
   private over = false;
   private readonly callbacks: (() => void)[] = [];
+  /** The file's last bytes: `recentLength` bytes at the start, room for as many again. */
+  private readonly recent = Buffer.alloc(2 * LOG_TAIL_BYTES);
+  private recentLength = 0;
+  /** tail() as last given, until the next write. */
+  private tailCopy: Buffer | null = null;
 
   private constructor(
     readonly path: string,
@@ -70,6 +82,7 @@ export class BuildLog implements OutputSink {
     this.bytes = fstatSync(fd).size;
     // A log reopened after a restart may already be at the limit.
     if (this.bytes >= opts.maxBytes) this.over = true;
+    if (this.bytes > 0) this.remember(readLogTail(path, LOG_TAIL_BYTES));
   }
 
   /** Create (or truncate) the log, mode 0644 whatever the umask. */
@@ -87,6 +100,18 @@ export class BuildLog implements OutputSink {
 
   get size(): number {
     return this.bytes;
+  }
+
+  /**
+   * The last LOG_TAIL_BYTES of the file (all of it if shorter), from memory: exactly the
+   * bytes a read of the file's end would give. The same Buffer until the next write;
+   * the caller must not change it.
+   */
+  tail(): Buffer {
+    this.tailCopy ??= Buffer.from(
+      this.recent.subarray(Math.max(0, this.recentLength - LOG_TAIL_BYTES), this.recentLength),
+    );
+    return this.tailCopy;
   }
 
   get exceeded(): boolean {
@@ -163,6 +188,26 @@ export class BuildLog implements OutputSink {
       off += writeSync(this.fd!, bytes, off, bytes.length - off);
     }
     this.bytes += bytes.length;
+    this.remember(bytes);
+  }
+
+  /** Keep the end of what was just written to the file (tail()). */
+  private remember(bytes: Buffer): void {
+    if (bytes.length === 0) return;
+    this.tailCopy = null;
+    if (bytes.length >= LOG_TAIL_BYTES) {
+      bytes.copy(this.recent, 0, bytes.length - LOG_TAIL_BYTES);
+      this.recentLength = LOG_TAIL_BYTES;
+      return;
+    }
+    if (this.recentLength + bytes.length > this.recent.length) {
+      // Keep only what the tail can still need, at the front.
+      const keep = LOG_TAIL_BYTES - bytes.length;
+      this.recent.copyWithin(0, this.recentLength - keep, this.recentLength);
+      this.recentLength = keep;
+    }
+    bytes.copy(this.recent, this.recentLength);
+    this.recentLength += bytes.length;
   }
 }
 
