@@ -6,7 +6,7 @@
 // exactly those, never an input that happens to have the same content).
 
 import fs from "node:fs";
-import type { Db } from "../state/db.js";
+import { statement, type Db } from "../state/db.js";
 import type { Struct } from "../protocol/values.js";
 import { BuilderStatus, type BuildResult, type BuilderPhase } from "../protocol/states.js";
 import type { NamespaceIdentity } from "../process/pidns.js";
@@ -101,7 +101,10 @@ export class Journal {
 
   /** Since when the builder is draining (epoch ms), or null when it takes builds. */
   drainingSince(): number | null {
-    const row = this.db.prepare("SELECT draining_since FROM builder_state WHERE id = 1").get() as {
+    const row = statement(
+      this.db,
+      "SELECT draining_since FROM builder_state WHERE id = 1",
+    ).get() as {
       draining_since: number | null;
     };
     return row.draining_since;
@@ -109,17 +112,17 @@ export class Journal {
 
   /** Start (true) or stop (false) draining; draining again keeps the first time. */
   setDraining(draining: boolean): void {
-    this.db
-      .prepare(
-        "UPDATE builder_state SET draining_since = CASE WHEN ? THEN COALESCE(draining_since, ?) ELSE NULL END WHERE id = 1",
-      )
-      .run(draining ? 1 : 0, this.now());
+    statement(
+      this.db,
+      "UPDATE builder_state SET draining_since = CASE WHEN ? THEN COALESCE(draining_since, ?) ELSE NULL END WHERE id = 1",
+    ).run(draining ? 1 : 0, this.now());
   }
 
   state(): { state: BuilderPhase; current: BuildRecord | null } {
-    const row = this.db
-      .prepare("SELECT state, current_seq FROM builder_state WHERE id = 1")
-      .get() as { state: BuilderPhase; current_seq: number | null };
+    const row = statement(
+      this.db,
+      "SELECT state, current_seq FROM builder_state WHERE id = 1",
+    ).get() as { state: BuilderPhase; current_seq: number | null };
     return {
       state: row.state,
       current: row.current_seq === null ? null : this.get(row.current_seq),
@@ -127,7 +130,7 @@ export class Journal {
   }
 
   get(seq: number): BuildRecord | null {
-    const row = this.db.prepare("SELECT * FROM builds WHERE seq = ?").get(seq) as
+    const row = statement(this.db, "SELECT * FROM builds WHERE seq = ?").get(seq) as
       BuildRow | undefined;
     return row ? fromRow(row) : null;
   }
@@ -142,20 +145,19 @@ export class Journal {
     args: Struct;
   }): number {
     return this.db.transaction(() => {
-      const info = this.db
-        .prepare(
-          `INSERT INTO builds (build_id, build_type, backend, chroot_sha1, filemap, args, started_at)
+      const info = statement(
+        this.db,
+        `INSERT INTO builds (build_id, build_type, backend, chroot_sha1, filemap, args, started_at)
            VALUES (?, ?, ?, ?, ?, ?, ?)`,
-        )
-        .run(
-          b.buildId,
-          b.buildType,
-          b.backend,
-          b.chrootSha1,
-          JSON.stringify(b.filemap),
-          JSON.stringify(b.args),
-          this.now(),
-        );
+      ).run(
+        b.buildId,
+        b.buildType,
+        b.backend,
+        b.chrootSha1,
+        JSON.stringify(b.filemap),
+        JSON.stringify(b.args),
+        this.now(),
+      );
       const seq = Number(info.lastInsertRowid);
       this.setState(BuilderStatus.BUILDING, seq);
       return seq;
@@ -186,21 +188,24 @@ export class Journal {
   }
 
   setState(state: BuilderPhase, currentSeq: number | null): void {
-    this.db
-      .prepare("UPDATE builder_state SET state = ?, current_seq = ? WHERE id = 1")
-      .run(state, currentSeq);
+    statement(this.db, "UPDATE builder_state SET state = ?, current_seq = ? WHERE id = 1").run(
+      state,
+      currentSeq,
+    );
   }
 
   setExtraStatus(seq: number, extra: Struct): void {
-    this.db
-      .prepare("UPDATE builds SET extra_status = ? WHERE seq = ?")
-      .run(JSON.stringify(extra), seq);
+    statement(this.db, "UPDATE builds SET extra_status = ? WHERE seq = ?").run(
+      JSON.stringify(extra),
+      seq,
+    );
   }
 
   setPidNamespace(seq: number, id: NamespaceIdentity | null): void {
-    this.db
-      .prepare("UPDATE builds SET pid_namespace = ? WHERE seq = ?")
-      .run(id === null ? null : JSON.stringify(id), seq);
+    statement(this.db, "UPDATE builds SET pid_namespace = ? WHERE seq = ?").run(
+      id === null ? null : JSON.stringify(id),
+      seq,
+    );
   }
 
   /** BUILDING/ABORTING → WAITING with the result, in one transaction. */
@@ -214,19 +219,18 @@ export class Journal {
     },
   ): void {
     this.db.transaction(() => {
-      this.db
-        .prepare(
-          `UPDATE builds SET ended_at = ?, build_status = ?, dependencies = ?, results = ?, created = ?,
+      statement(
+        this.db,
+        `UPDATE builds SET ended_at = ?, build_status = ?, dependencies = ?, results = ?, created = ?,
              pid_namespace = NULL WHERE seq = ?`,
-        )
-        .run(
-          this.now(),
-          r.status,
-          r.dependencies,
-          JSON.stringify(r.results),
-          JSON.stringify(r.created),
-          seq,
-        );
+      ).run(
+        this.now(),
+        r.status,
+        r.dependencies,
+        JSON.stringify(r.results),
+        JSON.stringify(r.created),
+        seq,
+      );
       this.setState(BuilderStatus.WAITING, seq);
     })();
     if (this.finishListeners.length === 0) return;
@@ -242,15 +246,15 @@ export class Journal {
   /** CLEANING → IDLE; the build stays as history. */
   cleaned(seq: number): void {
     this.db.transaction(() => {
-      this.db.prepare("UPDATE builds SET cleaned_at = ? WHERE seq = ?").run(this.now(), seq);
+      statement(this.db, "UPDATE builds SET cleaned_at = ? WHERE seq = ?").run(this.now(), seq);
       this.setState(BuilderStatus.IDLE, null);
     })();
   }
 
   history(limit = 50): BuildRecord[] {
-    const rows = this.db
-      .prepare("SELECT * FROM builds ORDER BY seq DESC LIMIT ?")
-      .all(limit) as BuildRow[];
+    const rows = statement(this.db, "SELECT * FROM builds ORDER BY seq DESC LIMIT ?").all(
+      limit,
+    ) as BuildRow[];
     return rows.map(fromRow);
   }
 }

@@ -16,7 +16,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { pipeline } from "node:stream/promises";
 import type { Logger } from "pino";
-import type { Db } from "../state/db.js";
+import { statement, type Db } from "../state/db.js";
 import { isSha1 } from "./names.js";
 
 export interface CacheBudget {
@@ -58,7 +58,10 @@ export class FileCache {
   }
 
   touch(sha1: string): void {
-    this.db.prepare("UPDATE cache_entries SET last_used = ? WHERE sha1 = ?").run(this.now(), sha1);
+    statement(this.db, "UPDATE cache_entries SET last_used = ? WHERE sha1 = ?").run(
+      this.now(),
+      sha1,
+    );
   }
 
   /**
@@ -77,12 +80,11 @@ export class FileCache {
     }
     const t = this.now();
     this.db.transaction(() => {
-      this.db
-        .prepare(
-          `INSERT INTO cache_entries (sha1, size, added_at, last_used) VALUES (?, ?, ?, ?)
+      statement(
+        this.db,
+        `INSERT INTO cache_entries (sha1, size, added_at, last_used) VALUES (?, ?, ?, ?)
            ON CONFLICT (sha1) DO UPDATE SET last_used = excluded.last_used`,
-        )
-        .run(sha1, size, t, t);
+      ).run(sha1, size, t, t);
       if (holder !== undefined) this.hold(holder, [sha1]);
     })();
     // After the row and the hold: the await gives other calls a turn, and from here on
@@ -129,12 +131,13 @@ export class FileCache {
   remove(sha1: string): void {
     if (!isSha1(sha1)) return;
     fs.rmSync(this.pathOf(sha1), { force: true });
-    this.db.prepare("DELETE FROM cache_entries WHERE sha1 = ?").run(sha1);
-    this.db.prepare("DELETE FROM cache_holds WHERE sha1 = ?").run(sha1);
+    statement(this.db, "DELETE FROM cache_entries WHERE sha1 = ?").run(sha1);
+    statement(this.db, "DELETE FROM cache_holds WHERE sha1 = ?").run(sha1);
   }
 
   hold(holder: string, sha1s: Iterable<string>): void {
-    const insert = this.db.prepare(
+    const insert = statement(
+      this.db,
       "INSERT OR IGNORE INTO cache_holds (sha1, holder) VALUES (?, ?)",
     );
     this.db.transaction(() => {
@@ -143,15 +146,18 @@ export class FileCache {
   }
 
   release(holder: string): void {
-    this.db.prepare("DELETE FROM cache_holds WHERE holder = ?").run(holder);
+    statement(this.db, "DELETE FROM cache_holds WHERE holder = ?").run(holder);
   }
 
   isHeld(sha1: string): boolean {
-    return this.db.prepare("SELECT 1 FROM cache_holds WHERE sha1 = ?").get(sha1) !== undefined;
+    return statement(this.db, "SELECT 1 FROM cache_holds WHERE sha1 = ?").get(sha1) !== undefined;
   }
 
   totalSize(): number {
-    const row = this.db.prepare("SELECT COALESCE(SUM(size), 0) AS n FROM cache_entries").get() as {
+    const row = statement(
+      this.db,
+      "SELECT COALESCE(SUM(size), 0) AS n FROM cache_entries",
+    ).get() as {
       n: number;
     };
     return row.n;
@@ -159,7 +165,9 @@ export class FileCache {
 
   /** Entries in the cache and entries evicted since start-up. */
   counts(): { entries: number; evictions: number } {
-    const row = this.db.prepare("SELECT COUNT(*) AS n FROM cache_entries").get() as { n: number };
+    const row = statement(this.db, "SELECT COUNT(*) AS n FROM cache_entries").get() as {
+      n: number;
+    };
     return { entries: row.n, evictions: this.evicted };
   }
 
@@ -180,12 +188,11 @@ export class FileCache {
     };
     const first = need();
     if (first.overBudget > 0 || first.overDisk > 0) {
-      const candidates = this.db
-        .prepare(
-          `SELECT sha1, size FROM cache_entries
+      const candidates = statement(
+        this.db,
+        `SELECT sha1, size FROM cache_entries
            WHERE sha1 NOT IN (SELECT sha1 FROM cache_holds) ORDER BY last_used, added_at`,
-        )
-        .all() as { sha1: string; size: number }[];
+      ).all() as { sha1: string; size: number }[];
       const evictable = candidates.reduce((n, c) => n + c.size, 0);
       if (first.overBudget > evictable || first.overDisk > evictable) {
         throw new NotEnoughSpace(describeShortfall(bytes, first, evictable, this.budget));
@@ -221,12 +228,12 @@ export class FileCache {
         fs.rmSync(path.join(this.dir, name), { force: true });
       }
     }
-    const rows = this.db.prepare("SELECT sha1 FROM cache_entries").all() as { sha1: string }[];
+    const rows = statement(this.db, "SELECT sha1 FROM cache_entries").all() as { sha1: string }[];
     const known = new Set(rows.map((r) => r.sha1));
     for (const sha1 of known) {
       if (!names.has(sha1)) {
         this.log.warn({ sha1 }, "cache entry without a file: dropping it");
-        this.db.prepare("DELETE FROM cache_entries WHERE sha1 = ?").run(sha1);
+        statement(this.db, "DELETE FROM cache_entries WHERE sha1 = ?").run(sha1);
       }
     }
     for (const name of names) {
@@ -237,11 +244,10 @@ export class FileCache {
       if (actual === name) {
         this.log.info({ sha1: name }, "adopting a verified file without a cache entry");
         const t = this.now();
-        this.db
-          .prepare(
-            "INSERT INTO cache_entries (sha1, size, added_at, last_used) VALUES (?, ?, ?, ?)",
-          )
-          .run(name, fs.statSync(file).size, t, t);
+        statement(
+          this.db,
+          "INSERT INTO cache_entries (sha1, size, added_at, last_used) VALUES (?, ?, ?, ?)",
+        ).run(name, fs.statSync(file).size, t, t);
       } else {
         this.log.warn({ file: name, actual }, "file content does not match its name: removing");
         fs.rmSync(file, { force: true });

@@ -7,6 +7,22 @@ import Database from "better-sqlite3";
 
 export type Db = Database.Database;
 
+const statements = new WeakMap<Db, Map<string, Database.Statement>>();
+
+/**
+ * `db.prepare(sql)`, compiled once per database and kept: better-sqlite3 compiles the
+ * SQL on every prepare(), and the journal writes the same few statements on every step
+ * of a build. A statement is reset by each run()/get()/all(), so one is safely shared by
+ * callers that do not iterate it.
+ */
+export function statement(db: Db, sql: string): Database.Statement {
+  let kept = statements.get(db);
+  if (!kept) statements.set(db, (kept = new Map()));
+  let stmt = kept.get(sql);
+  if (!stmt) kept.set(sql, (stmt = db.prepare(sql)));
+  return stmt;
+}
+
 const MIGRATIONS: readonly string[] = [
   // 1: the file cache
   `CREATE TABLE cache_entries (
