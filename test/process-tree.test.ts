@@ -9,7 +9,7 @@ const QUIRK = "unshare: sigprocmask unblock failed: Invalid argument\n";
 
 /** Feed `pieces` through an isolated tree's stderr filter, then release what it held. */
 function filtered(pieces: string[]): { text: string; tree: ProcessTree } {
-  const tree = new ProcessTree(-1, true, () => {});
+  const tree = new ProcessTree(-1, true, Promise.resolve(null), () => {});
   const out = pieces.map((p) => tree.filterStderr(Buffer.from(p)).toString());
   out.push(tree.releaseStderr().toString());
   return { text: out.join(""), tree };
@@ -39,7 +39,7 @@ test("output that only starts like the quirk line reaches the log whole, in orde
 });
 
 test("held bytes are released only once they have been held long enough", async () => {
-  const tree = new ProcessTree(-1, true, () => {});
+  const tree = new ProcessTree(-1, true, Promise.resolve(null), () => {});
   assert.equal(tree.filterStderr(Buffer.from("progress: unshare")).toString(), "progress: ");
   assert.equal(tree.releaseStderr(200).length, 0, "released at once");
   await new Promise((r) => setTimeout(r, 220));
@@ -47,7 +47,7 @@ test("held bytes are released only once they have been held long enough", async 
 });
 
 test("without isolation nothing is filtered or held", () => {
-  const tree = new ProcessTree(-1, false, () => {});
+  const tree = new ProcessTree(-1, false, Promise.resolve(null), () => {});
   assert.equal(tree.filterStderr(Buffer.from(QUIRK)).toString(), QUIRK);
   assert.equal(tree.filterStderr(Buffer.from("unsh")).toString(), "unsh");
 });

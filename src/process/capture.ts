@@ -57,10 +57,10 @@ export async function capture(spec: CaptureSpec): Promise<CaptureResult> {
     try {
       r = await new Promise<Settled>((settle) => {
         const job: Job = spawnThread().start(
-          { command, options: jobOptions(spec), kind: "capture", maxBuffer: maxBytes },
+          { command, options: jobOptions(spec), kind: "capture", maxBuffer: maxBytes, isolated },
           {
             spawned(pid) {
-              tree = new ProcessTree(pid ?? -1, isolated, () => job.cut());
+              tree = new ProcessTree(pid ?? -1, isolated, job.namespace, () => job.cut());
               if (killWanted) void tree.terminate(0);
             },
             exit: () => tree?.onExit(),

@@ -2,10 +2,13 @@
 // data only: everything here crosses a MessagePort by structured clone (a Buffer arrives
 // as a Uint8Array).
 //
-// The spawn thread does only what has to happen where a process is spawned: the spawn
-// itself, owning its pipes, and reporting the exit. Everything else — the log, the kill
-// ladder, the PID namespace, the quirk filter — stays on the main thread (tree.ts,
-// stream.ts, capture.ts), so that what a command does is decided in one place.
+// The spawn thread does only what has to happen where a process is spawned, and what
+// would otherwise block the main thread: the spawn itself, owning its pipes, reporting
+// the exit, and finding the PID namespace a command runs in (polling /proc). Everything
+// that decides — the log, the kill ladder, the quirk filter — stays on the main thread
+// (tree.ts, stream.ts, capture.ts), so that what a command does is decided in one place.
+
+import type { NamespaceIdentity } from "./pidns.js";
 
 /** Whether PID namespaces work here, probed once by the spawn thread when it starts. */
 export interface IsolationSupport {
@@ -35,6 +38,8 @@ export type ToThread =
       readonly options: JobOptions;
       readonly kind: "stream" | "capture";
       readonly maxBuffer?: number;
+      /** The command line makes the command PID 1 of a namespace: report which one. */
+      readonly isolated: boolean;
     }
   /** The chunk relayed last on this pipe is in the log: read on. */
   | { readonly op: "resume"; readonly id: number; readonly fd: 1 | 2 }
@@ -63,6 +68,11 @@ export type FromThread =
   | { readonly ev: "ready"; readonly isolation: IsolationSupport }
   /** Spawned, as this pid; or not (pid undefined), and "settled" follows. */
   | { readonly ev: "spawned"; readonly id: number; readonly pid: number | undefined }
+  /**
+   * Isolated jobs: the namespace the command runs in, once its PID 1 is found (null if it
+   * never was: it failed or exited first). Comes after "spawned", before "settled".
+   */
+  | { readonly ev: "namespace"; readonly id: number; readonly namespace: NamespaceIdentity | null }
   /** Output (stream jobs); the pipe stays paused until "resume". */
   | { readonly ev: "data"; readonly id: number; readonly fd: 1 | 2; readonly chunk: Uint8Array }
   /** The process exited; its pipes may still be open. */

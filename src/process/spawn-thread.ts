@@ -20,6 +20,7 @@ import { parentPort } from "node:worker_threads";
 import { execa, type ResultPromise } from "execa";
 import { DEFAULT_PATH, defaultEnv } from "./environment.js";
 import { UNSHARE_FLAGS } from "./isolation.js";
+import { identifyNamespace, nsChildPid, pidNamespaceOf, type NamespaceIdentity } from "./pidns.js";
 import type { FromThread, IsolationSupport, Settled, ToThread } from "./spawn-messages.js";
 
 const port = parentPort;
@@ -78,8 +79,24 @@ async function probeIsolation(): Promise<IsolationSupport> {
 interface Job {
   readonly subprocess: ResultPromise;
   readonly pipes: Partial<Record<1 | 2, Readable>>;
+  /** Settles once "namespace" is posted (at once when there is none to find). */
+  readonly namespaceReported: Promise<void>;
 }
 const jobs = new Map<number, Job>();
+
+const OWN_NAMESPACE = pidNamespaceOf(process.pid);
+
+/**
+ * The namespace whose PID 1 is unshare's child. It appears shortly after the spawn, so
+ * /proc is polled (nsChildPid): here, where it blocks no one, not on the main thread,
+ * where it took a few tenths of a millisecond of every build step. Read while PID 1
+ * certainly exists, which is what lets the kill ladder tell it from a reused number.
+ */
+async function findNamespace(unsharePid: number): Promise<NamespaceIdentity | null> {
+  const init = await nsChildPid(unsharePid);
+  const id = init === null ? null : identifyNamespace(init);
+  return id !== null && id.ns !== OWN_NAMESPACE ? id : null;
+}
 
 function start(m: Extract<ToThread, { op: "start" }>): void {
   const { id, command, options, kind } = m;
@@ -106,9 +123,16 @@ function start(m: Extract<ToThread, { op: "start" }>): void {
     post({ ev: "settled", id, result: { exitCode: undefined, signal: undefined, message } });
     return;
   }
-  const job: Job = { subprocess, pipes: {} };
+  const pid = subprocess.pid;
+  post({ ev: "spawned", id, pid });
+  const namespaceReported =
+    m.isolated && pid !== undefined
+      ? findNamespace(pid)
+          .catch(() => null)
+          .then((namespace) => post({ ev: "namespace", id, namespace }))
+      : Promise.resolve();
+  const job: Job = { subprocess, pipes: {}, namespaceReported };
   jobs.set(id, job);
-  post({ ev: "spawned", id, pid: subprocess.pid });
   subprocess.once("exit", () => post({ ev: "exit", id }));
   if (kind === "stream") {
     for (const fd of [1, 2] as const) {
@@ -122,12 +146,13 @@ function start(m: Extract<ToThread, { op: "start" }>): void {
     }
   }
   void subprocess.then(
-    (r) => settle(id, r),
-    (e: unknown) => settle(id, { message: e instanceof Error ? e.message : String(e) }),
+    (r) => settle(job, id, r),
+    (e: unknown) => settle(job, id, { message: e instanceof Error ? e.message : String(e) }),
   );
 }
 
 function settle(
+  job: Job,
   id: number,
   r: {
     exitCode?: number | undefined;
@@ -152,7 +177,7 @@ function settle(
     all: text(r.all),
     isMaxBuffer: r.isMaxBuffer ?? false,
   };
-  post({ ev: "settled", id, result });
+  void job.namespaceReported.then(() => post({ ev: "settled", id, result }));
 }
 
 port.on("message", (m: ToThread) => {

@@ -10,6 +10,7 @@
 // new thread.
 
 import { Worker } from "node:worker_threads";
+import type { NamespaceIdentity } from "./pidns.js";
 import type { Isolation } from "./spec.js";
 import type {
   FromThread,
@@ -32,6 +33,8 @@ export interface JobRequest {
   readonly options: JobOptions;
   readonly kind: "stream" | "capture";
   readonly maxBuffer?: number;
+  /** The command line makes it PID 1 of its own namespace (isolation.ts). */
+  readonly isolated: boolean;
 }
 
 /** One running command, as the main thread holds it. */
@@ -40,6 +43,17 @@ export interface Job {
   resume(fd: 1 | 2): void;
   /** Close the pipes the command left open (tree.ts decides when). */
   cut(): void;
+  /**
+   * The PID namespace it runs in, as the spawn thread found it; null when not isolated,
+   * or when it ended (or the thread was lost) before one was found.
+   */
+  readonly namespace: Promise<NamespaceIdentity | null>;
+}
+
+/** A job as the thread's messages reach it: its events and where its namespace goes. */
+interface HeldJob {
+  readonly events: JobEvents;
+  readonly namespaceFound: (namespace: NamespaceIdentity | null) => void;
 }
 
 // When the builder runs from the sources (tests, through tsx), the thread must load
@@ -60,7 +74,7 @@ function startWorker(): Worker {
 
 class SpawnThread {
   private readonly worker: Worker;
-  private readonly jobs = new Map<number, JobEvents>();
+  private readonly jobs = new Map<number, HeldJob>();
   private nextId = 1;
   private lost: string | null = null;
   readonly ready: Promise<IsolationSupport>;
@@ -81,11 +95,15 @@ class SpawnThread {
         resolveReady(m.isolation);
         return;
       }
-      const events = this.jobs.get(m.id);
-      if (!events) return;
+      const job = this.jobs.get(m.id);
+      if (!job) return;
+      const { events } = job;
       switch (m.ev) {
         case "spawned":
           events.spawned(m.pid);
+          return;
+        case "namespace":
+          job.namespaceFound(m.namespace);
           return;
         case "data":
           events.data?.(m.fd, Buffer.from(m.chunk.buffer, m.chunk.byteOffset, m.chunk.byteLength));
@@ -95,6 +113,7 @@ class SpawnThread {
           return;
         case "settled":
           this.end(m.id);
+          job.namespaceFound(null);
           events.settled(m.result);
           return;
       }
@@ -110,8 +129,9 @@ class SpawnThread {
     this.onLost();
     this.rejectReady(new Error(why));
     const message = `the thread that runs commands stopped: ${why}`;
-    for (const [id, events] of [...this.jobs]) {
+    for (const [id, { events, namespaceFound }] of [...this.jobs]) {
       this.end(id);
+      namespaceFound(null);
       events.settled({ exitCode: undefined, signal: undefined, message, lost: true });
     }
   }
@@ -120,11 +140,16 @@ class SpawnThread {
     // Never a lost thread: spawnThread() replaces one the moment it is lost.
     const id = this.nextId++;
     if (this.jobs.size === 0) this.worker.ref();
-    this.jobs.set(id, events);
+    let namespaceFound!: (namespace: NamespaceIdentity | null) => void;
+    const namespace = request.isolated
+      ? new Promise<NamespaceIdentity | null>((resolve) => (namespaceFound = resolve))
+      : Promise.resolve(null);
+    this.jobs.set(id, { events, namespaceFound: request.isolated ? namespaceFound : () => {} });
     this.post({ op: "start", id, ...request });
     return {
       resume: (fd) => this.post({ op: "resume", id, fd }),
       cut: () => this.post({ op: "cut", id }),
+      namespace,
     };
   }
 

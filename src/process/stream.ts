@@ -87,12 +87,13 @@ export function startStreaming(spec: RunSpec): RunningProcess {
       // meanwhile (tree.ts), and the thread reads them on only once it has.
       const paused = new Set<1 | 2>();
       const job: Job = spawnThread().start(
-        { command, options: jobOptions(spec), kind: "stream" },
+        { command, options: jobOptions(spec), kind: "stream", isolated },
         {
           spawned(pid) {
             tree = new ProcessTree(
               pid ?? -1,
               isolated,
+              job.namespace,
               () => job.cut(),
               () => paused.size > 0,
             );

@@ -7,14 +7,12 @@
 // command exited, pipes still held after PIPE_GRACE_MS are cut.
 //
 // It all runs on the main thread, from /proc and kill(2); the spawn thread only reports
-// the exit (onExit) and cuts the pipes when told to.
+// the exit (onExit), finds the namespace (spawn-thread.ts: polling /proc for it would
+// block the main thread) and cuts the pipes when told to.
 
 import {
-  identifyNamespace,
   isAlive,
   isSameNamespace,
-  nsChildPid,
-  pidNamespaceOf,
   processesInGroup,
   processesInRecordedNamespace,
   signalAll,
@@ -47,8 +45,6 @@ function quirkStartAtEnd(data: Buffer): number {
 }
 
 export class ProcessTree {
-  /** The PID namespace while isolated; null otherwise or once unknown. */
-  readonly namespace: Promise<NamespaceIdentity | null>;
   private exited = false;
   private sawQuirk = false;
   /** terminate() SIGKILLed the namespace's PID 1 itself (see exitResult). */
@@ -64,6 +60,8 @@ export class ProcessTree {
     /** The spawned top process (unshare when isolated); -1 if nothing was spawned. */
     readonly pid: number,
     readonly isolated: boolean,
+    /** The PID namespace it runs in, once found; null when not isolated or never found. */
+    readonly namespace: Promise<NamespaceIdentity | null>,
     /** Close the command's pipes (stdout and stderr), wherever they are held. */
     private readonly cutPipes: () => void,
     /**
@@ -71,17 +69,7 @@ export class ProcessTree {
      * pipe is output still to come, not a pipe held open, so it is not cut meanwhile.
      */
     private readonly readingPaused: () => boolean = () => false,
-  ) {
-    // Find the namespace right away, while its PID 1 certainly exists.
-    const ownNs = pidNamespaceOf(process.pid);
-    this.namespace =
-      isolated && this.pid > 0
-        ? nsChildPid(this.pid).then((init) => {
-            const id = init === null ? null : identifyNamespace(init);
-            return id !== null && id.ns !== ownNs ? id : null;
-          })
-        : Promise.resolve(null);
-  }
+  ) {}
 
   /** The command exited: whatever still holds its pipes gets PIPE_GRACE_MS. */
   onExit(): void {
