@@ -389,6 +389,7 @@ describe("the unpacker", () => {
           "tar",
           "-xvv",
           `--index-file=${index}`,
+          "--utc",
           "--numeric-owner",
           "--quoting-style=escape",
           "-f",
