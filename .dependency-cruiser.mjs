@@ -129,8 +129,10 @@ function layerRule(layer) {
   ];
 }
 
-/** The worker thread that spawns every command (src/process/spawner.ts starts it). */
-const SPAWN_THREAD = "^src/process/spawn-thread\\.ts$";
+/** The process that spawns every command (src/process/spawner.ts forks it). */
+const SPAWN_HELPER = "^src/process/spawn-helper\\.ts$";
+/** Its other side, which forks it. */
+const SPAWNER = "^src/process/spawner\\.ts$";
 
 /** The layers from which the codec may be imported: rpc/ itself and composition. */
 const CODEC_USERS = ["rpc", "top"].map(pathOf);
@@ -154,21 +156,29 @@ export default {
       to: { path: "^src/rpc/codec[^/]*\\.ts$" },
     },
     {
-      name: "spawn-only-on-the-spawn-thread",
+      name: "spawn-only-in-the-spawn-helper",
       comment:
         "Every process starts through src/process/, so every one is isolated and killed, " +
-        "and is spawned on the spawn thread, so that no spawn holds up the main thread.",
+        "and is spawned by the spawn helper, so that no spawn holds up (or forks) the " +
+        "builder; spawner.ts only forks the helper itself.",
       severity: "error",
-      from: { path: "^src/", pathNot: SPAWN_THREAD },
-      to: { path: "^(node:)?child_process$|(^|/)node_modules/execa/" },
+      from: { path: "^src/", pathNot: [SPAWN_HELPER, SPAWNER] },
+      to: { path: "^(node:)?child_process$" },
     },
     {
-      name: "spawn-thread-is-an-entry",
+      name: "execa-only-in-the-spawn-helper",
+      comment: "Commands are spawned, with execa, in the spawn helper and nowhere else.",
+      severity: "error",
+      from: { path: "^src/", pathNot: SPAWN_HELPER },
+      to: { path: "(^|/)node_modules/execa/" },
+    },
+    {
+      name: "spawn-helper-is-an-entry",
       comment:
-        "The spawn thread's module runs as a worker (spawner.ts starts it); nothing imports it.",
+        "The spawn helper's module runs as a process of its own (spawner.ts forks it); nothing imports it.",
       severity: "error",
       from: { path: "^src/" },
-      to: { path: SPAWN_THREAD },
+      to: { path: SPAWN_HELPER },
     },
     {
       name: "express-only-in-web",

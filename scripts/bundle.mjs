@@ -1,6 +1,6 @@
 // `npm ci` runs this (package.json "prepare"): bundle src/ into dist/cli.js, which
-// bin/buildd.js and `npm start` run, and dist/spawn-thread.js beside it, the worker
-// thread that spawns every command (src/process/spawner.ts finds it next to itself),
+// bin/buildd.js and `npm start` run, and dist/spawn-helper.js beside it, the helper
+// process that spawns every command (src/process/spawner.ts finds it next to itself),
 // plus the spawner on its own and the chunks they share. A few files start faster than
 // ~100 modules. dist/ is not emptied first: a builder still running from it may yet load
 // one of its chunks (by a hashed name a rebuild does not reuse).
@@ -8,7 +8,7 @@
 // Dependencies stay external (loaded from node_modules as usual), except execa: it is
 // ~150 small modules, and loading them one by one cost ~70-100 ms before the builder's
 // first answer (dpkg runs through it during start-up); bundled, that cost all but goes.
-// Only the spawn thread loads it.
+// Only the spawn helper loads it.
 // Its CommonJS parts call require(), which an ES module bundle provides via the banner.
 
 import { readFileSync } from "node:fs";
@@ -21,12 +21,12 @@ const external = Object.keys(pkg.dependencies).filter((name) => !BUNDLED.has(nam
 await build({
   entryPoints: {
     cli: "src/cli.ts",
-    "spawn-thread": "src/process/spawn-thread.ts",
+    "spawn-helper": "src/process/spawn-helper.ts",
     spawner: "src/process/spawner.ts",
   },
   // One copy of each module however many entries use it: bin/buildd.js starts the
-  // spawn thread through dist/spawner.js before it loads dist/cli.js, and the program
-  // must find that same thread, not a second one.
+  // spawn helper through dist/spawner.js before it loads dist/cli.js, and the program
+  // must find that same helper, not start a second one.
   splitting: true,
   bundle: true,
   platform: "node",

@@ -40,7 +40,7 @@ import { publicProperties } from "./capabilities/env.js";
 import { readLogRange } from "./log/range.js";
 import type { StatusSnapshot } from "./protocol/status.js";
 import type { WebDeps } from "./web/deps.js";
-import { processRunner, startSpawnThread } from "./process/runner.js";
+import { processRunner, startSpawnHelper } from "./process/runner.js";
 import { MachineSlots } from "./builder/slots.js";
 import { startBuildbotWorker } from "./buildbot/worker.js";
 import { createScrubber } from "./log/scrub.js";
@@ -166,9 +166,9 @@ async function startLocked(
   overrides: BuilderOverrides,
   releaseLocks: () => void,
 ): Promise<RunningBuilder> {
-  // The thread that spawns every command starts now, beside the rest of start-up, so that
+  // The process that spawns every command starts now, beside the rest of start-up, so that
   // neither the first probe nor the first build waits for it.
-  startSpawnThread();
+  startSpawnHelper();
   const db = openDatabase(config.builder.statedir);
   try {
     return await serveOn(db, config, log, overrides, releaseLocks);

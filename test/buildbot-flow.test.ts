@@ -130,7 +130,7 @@ describe("flow control of output against a real Buildbot master", { skip }, () =
     top = fs.mkdtempSync(path.join(path.resolve(".cache"), "bb-flow-"));
     const basedir = path.join(top, "worker");
     fs.mkdirSync(basedir);
-    // As `buildd serve` does at start-up (app.ts): the spawn thread's own memory is there
+    // As `buildd serve` does at start-up (app.ts): the spawn helper is running
     // before the step starts, and what is measured is the step's output alone.
     await isolationSupport();
     master = await startBuildbotMaster({

@@ -56,12 +56,12 @@ describe("layering rules", () => {
   test("report an upward import, a cycle and each other broken rule in a fixture tree, and nothing else", () => {
     assert.deepEqual(violations(FIXTURE), [
       "codec-only-in-rpc: src/server.ts → src/rpc/codec.ts",
+      "execa-only-in-the-spawn-helper: src/process/stream.ts → execa",
       "express-only-in-web: src/rpc/http.ts → express",
       "layer-log: src/log/buildlog.ts → src/builder/builder.ts",
       "no-cycles: src/state/db.ts → src/state/lock.ts",
-      "spawn-only-on-the-spawn-thread: src/backends/unpack.ts → child_process",
-      "spawn-only-on-the-spawn-thread: src/process/stream.ts → execa",
-      "spawn-thread-is-an-entry: src/process/runner.ts → src/process/spawn-thread.ts",
+      "spawn-helper-is-an-entry: src/process/runner.ts → src/process/spawn-helper.ts",
+      "spawn-only-in-the-spawn-helper: src/backends/unpack.ts → child_process",
       "src-not-tests: src/config/config.ts → harness/builder.ts",
     ]);
     // The report `npm run layers` prints (the default) must also fail the run.

@@ -1,10 +1,10 @@
 // capture(): a short command run to its end, its output handed back rather than logged
-// (dpkg, capability probes, rm). execa, on the spawn thread (spawner.ts), buffers and
+// (dpkg, capability probes, rm). execa, in the spawn helper (spawner.ts), buffers and
 // interleaves the output and caps it; timeouts and cancelling kill the whole tree with
 // our own ladder (tree.ts), from here.
 
 import { commandLine } from "./isolation.js";
-import { spawnThread, supportFor, type Job } from "./spawner.js";
+import { spawnHelper, supportFor, type Job } from "./spawner.js";
 import type { Settled } from "./spawn-messages.js";
 import { jobOptions, type CaptureResult, type CaptureSpec } from "./spec.js";
 import { ProcessTree, startFailure } from "./tree.js";
@@ -52,11 +52,11 @@ export async function capture(spec: CaptureSpec): Promise<CaptureResult> {
   if (spec.signal?.aborted) onAbort();
   else spec.signal?.addEventListener("abort", onAbort, { once: true });
   try {
-    // A thread that cannot be started fails this command, never the caller.
+    // A helper that cannot be started fails this command, never the caller.
     let r: Settled;
     try {
       r = await new Promise<Settled>((settle) => {
-        const job: Job = spawnThread().start(
+        const job: Job = spawnHelper().start(
           { command, options: jobOptions(spec), kind: "capture", maxBuffer: maxBytes, isolated },
           {
             spawned(pid) {
@@ -76,7 +76,7 @@ export async function capture(spec: CaptureSpec): Promise<CaptureResult> {
     }
     const ran = tree as ProcessTree | null;
     if (!ran) return notRun(r.message ?? "it was not started");
-    // The spawn thread stopped under it: nothing will report its end, so it is killed.
+    // The spawn helper stopped under it: nothing will report its end, so it is killed.
     if (r.lost) await ran.terminate(0);
     const stderr = ran.filterStderrText(r.stderr ?? "");
     const result = {

@@ -6,8 +6,8 @@
 // command started can outlive it. unshare only exits after that teardown (its waitpid on
 // PID 1 returns once the namespace is empty), so its exit means "the namespace is gone".
 //
-// Whether PID namespaces work here is probed once, by the spawn thread as it starts
-// (spawn-thread.ts), and handed in.
+// Whether PID namespaces work here is probed once, by the spawn helper as it starts
+// (spawn-helper.ts), and handed in.
 
 import { existsSync } from "node:fs";
 import type { IsolationSupport } from "./spawn-messages.js";
@@ -49,9 +49,10 @@ export function commandLine(
     ...(isolation.mount ? ["--mount"] : []),
     ...(isolation.network ? ["--net"] : []),
   ];
-  // setpriv --pdeathsig: if the thread that spawned it ends — the spawn thread, or the
-  // whole builder, even by SIGKILL — the kernel kills unshare, whose --kill-child then
-  // takes the whole namespace down. A command never outlives what would report on it.
+  // setpriv --pdeathsig: if the spawn helper that spawned it ends, even by SIGKILL, the
+  // kernel kills unshare, whose --kill-child then takes the whole namespace down. (The
+  // helper also kills its commands itself when the builder goes away, and the builder
+  // kills a lost helper's: a command never outlives what would report on it.)
   return {
     command: [...PDEATHSIG, support.detail, ...flags, "--", ...command],
     isolated: true,

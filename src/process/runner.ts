@@ -8,9 +8,10 @@
 // Built on execa (spawning, argv and environment handling, buffering with a cap,
 // interleaved output, errors that name the command); the namespace and its kill ladder
 // are ours, because execa 9 only ever signals the direct child (docs/dependencies.md).
-// execa runs on a thread of its own, the spawn thread (spawner.ts, spawn-thread.ts):
-// spawning blocks the thread that does it until the child has exec'd, and the main
-// thread must keep answering meanwhile. Only that thread loads execa.
+// execa runs in a process of its own, the spawn helper (spawner.ts, spawn-helper.ts):
+// spawning blocks whoever does it until the child has exec'd, and a fork from the
+// builder's process costs it a page fault on every page it writes afterwards, while the
+// builder must keep answering. Only the helper loads execa.
 //
 // Without isolation (isolation.pid false, or unshare unusable here), the command leads its
 // own process group and terminate() signals the group. That is weaker: a process that
@@ -30,7 +31,7 @@ export type {
   RunSpec,
   RunningProcess,
 } from "./spec.js";
-export { isolationSupport, startSpawnThread } from "./spawner.js";
+export { isolationSupport, startSpawnHelper } from "./spawner.js";
 export type { IsolationSupport } from "./spawn-messages.js";
 export { killAlive } from "./pidns.js";
 

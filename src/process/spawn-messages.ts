@@ -1,16 +1,16 @@
-// What the main thread and the spawn thread (spawn-thread.ts) say to each other. Plain
-// data only: everything here crosses a MessagePort by structured clone (a Buffer arrives
-// as a Uint8Array).
+// What the builder and the spawn helper (spawn-helper.ts) say to each other. Plain data
+// only: everything here crosses the IPC channel by structured clone (Node's "advanced"
+// serialization; a Buffer arrives as a Uint8Array).
 //
-// The spawn thread does only what has to happen where a process is spawned, and what
-// would otherwise block the main thread: the spawn itself, owning its pipes, reporting
-// the exit, and finding the PID namespace a command runs in (polling /proc). Everything
-// that decides — the log, the kill ladder, the quirk filter — stays on the main thread
-// (tree.ts, stream.ts, capture.ts), so that what a command does is decided in one place.
+// The spawn helper does only what has to happen where a process is spawned, and what
+// would otherwise block the builder: the spawn itself, owning its pipes, reporting the
+// exit, and finding the PID namespace a command runs in (polling /proc). Everything that
+// decides — the log, the kill ladder, the quirk filter — stays in the builder (tree.ts,
+// stream.ts, capture.ts), so that what a command does is decided in one place.
 
 import type { NamespaceIdentity } from "./pidns.js";
 
-/** Whether PID namespaces work here, probed once by the spawn thread when it starts. */
+/** Whether PID namespaces work here, probed once by the spawn helper when it starts. */
 export interface IsolationSupport {
   ok: boolean;
   /** Absolute path of unshare when ok; why not otherwise. */
@@ -25,10 +25,10 @@ export interface JobOptions {
   readonly input?: string | Uint8Array;
 }
 
-export type ToThread =
+export type ToHelper =
   /**
    * Spawn `command`. "stream": output is relayed chunk by chunk, each pipe paused until
-   * the main thread resumes it. "capture": output is buffered up to maxBuffer and comes
+   * the builder resumes it. "capture": output is buffered up to maxBuffer and comes
    * back with the result.
    */
   | {
@@ -58,13 +58,13 @@ export interface Settled {
   readonly all?: string;
   readonly isMaxBuffer?: boolean;
   /**
-   * Set by the main thread when the spawn thread stopped with the command still its:
+   * Set by the builder when the spawn helper stopped with the command still its:
    * nothing will report how the command ends, so whoever holds it kills it.
    */
   readonly lost?: true;
 }
 
-export type FromThread =
+export type FromHelper =
   | { readonly ev: "ready"; readonly isolation: IsolationSupport }
   /** Spawned, as this pid; or not (pid undefined), and "settled" follows. */
   | { readonly ev: "spawned"; readonly id: number; readonly pid: number | undefined }
@@ -77,5 +77,5 @@ export type FromThread =
   | { readonly ev: "data"; readonly id: number; readonly fd: 1 | 2; readonly chunk: Uint8Array }
   /** The process exited; its pipes may still be open. */
   | { readonly ev: "exit"; readonly id: number }
-  /** Exited and its pipes are closed (or were cut): the job is over on the thread. */
+  /** Exited and its pipes are closed (or were cut): the job is over in the helper. */
   | { readonly ev: "settled"; readonly id: number; readonly result: Settled };

@@ -1,23 +1,30 @@
-// The main thread's side of the spawn thread (spawn-thread.ts): one worker thread for
-// the builder's life, and one Job per command it runs. `buildd serve` starts it before
-// the program loads (bin/buildd.js) and the builder again as it starts (app.ts, for
-// builders started in-process); anything else starts it with its first command.
+// The builder's side of the spawn helper (spawn-helper.ts): one small Node process for
+// the builder's life, started with child_process.fork, and one Job per command it runs.
+// `buildd serve` starts it before the program loads (bin/buildd.js) and the builder again
+// as it starts (app.ts, for builders started in-process); anything else starts it with
+// its first command.
 //
-// The thread keeps the process alive only while a command runs (it is unref'd when
-// idle), as a child process of the main thread did. If the thread itself fails, every
-// job it had is settled as lost, saying why, and its holder kills what it started
-// (stream.ts, capture.ts: the kill ladder needs no thread); the next command starts a
-// new thread.
+// Why a process and not a thread of the builder: Node (libuv 1.46) spawns with fork(),
+// and a fork marks every writable page of the forking process copy-on-write, so that
+// afterwards each page the builder's main thread writes to faults once, whichever thread
+// forked. From a thread of the builder that was about 14,000 page faults on the main
+// thread per half second of a build of short steps; forked from the helper, they are the
+// helper's (docs/performance.md, "Spawning from a process of its own").
+//
+// The helper keeps the builder alive only while a command runs (it is unref'd when idle).
+// If it fails, every job it had is settled as lost, saying why, and its holder kills
+// what it started (stream.ts, capture.ts: the kill ladder is /proc and kill(2), from
+// here); the next command starts a new helper.
 
-import { Worker } from "node:worker_threads";
+import { fork, type ChildProcess } from "node:child_process";
 import type { NamespaceIdentity } from "./pidns.js";
 import type { Isolation } from "./spec.js";
 import type {
-  FromThread,
+  FromHelper,
   IsolationSupport,
   JobOptions,
   Settled,
-  ToThread,
+  ToHelper,
 } from "./spawn-messages.js";
 
 /** What a job is told, in order: spawned, then output and the exit, then settled once. */
@@ -37,52 +44,55 @@ export interface JobRequest {
   readonly isolated: boolean;
 }
 
-/** One running command, as the main thread holds it. */
+/** One running command, as the builder holds it. */
 export interface Job {
-  /** The chunk given to data() on this pipe is dealt with: the thread reads on. */
+  /** The chunk given to data() on this pipe is dealt with: the helper reads on. */
   resume(fd: 1 | 2): void;
   /** Close the pipes the command left open (tree.ts decides when). */
   cut(): void;
   /**
-   * The PID namespace it runs in, as the spawn thread found it; null when not isolated,
-   * or when it ended (or the thread was lost) before one was found.
+   * The PID namespace it runs in, as the spawn helper found it; null when not isolated,
+   * or when it ended (or the helper was lost) before one was found.
    */
   readonly namespace: Promise<NamespaceIdentity | null>;
 }
 
-/** A job as the thread's messages reach it: its events and where its namespace goes. */
+/** A job as the helper's messages reach it: its events and where its namespace goes. */
 interface HeldJob {
   readonly events: JobEvents;
   readonly namespaceFound: (namespace: NamespaceIdentity | null) => void;
 }
 
-// When the builder runs from the sources (tests, through tsx), the thread must load
-// TypeScript too, and Node 20 does not hand a worker the loader the main thread was
-// started with: the thread registers tsx itself before it imports its entry. The built
-// program (dist/, bundled with dist/spawn-thread.js beside dist/cli.js) runs plain JS.
+// From the sources (tests, through tsx) the helper loads TypeScript with tsx, as the
+// builder did; the built program (dist/, with dist/spawn-helper.js beside dist/cli.js)
+// runs plain JS. No other flag of the builder's is handed on (an --inspect port would
+// clash).
 const FROM_SOURCE = import.meta.url.endsWith(".ts");
-const ENTRY = new URL(FROM_SOURCE ? "./spawn-thread.ts" : "./spawn-thread.js", import.meta.url);
+const ENTRY = new URL(FROM_SOURCE ? "./spawn-helper.ts" : "./spawn-helper.js", import.meta.url);
 
-function startWorker(): Worker {
-  if (!FROM_SOURCE) return new Worker(ENTRY);
-  const tsx = import.meta.resolve("tsx/esm/api");
-  const boot =
-    `import(${JSON.stringify(tsx)}).then((tsx) => { tsx.register(); ` +
-    `return import(${JSON.stringify(ENTRY.href)}); });`;
-  return new Worker(boot, { eval: true });
+function startProcess(): ChildProcess {
+  return fork(ENTRY, [], {
+    execArgv: FROM_SOURCE ? ["--import", "tsx"] : [],
+    // Buffers and Uint8Arrays cross as they are, not as JSON.
+    serialization: "advanced",
+    // Its own messages (a crash) go where the builder's go.
+    stdio: ["ignore", "inherit", "inherit", "ipc"],
+  });
 }
 
-class SpawnThread {
-  private readonly worker: Worker;
+class SpawnHelper {
+  private readonly child: ChildProcess;
   private readonly jobs = new Map<number, HeldJob>();
   private nextId = 1;
   private lost: string | null = null;
+  /** It said it is ready: from now on it is held only while it has jobs. */
+  private started = false;
   readonly ready: Promise<IsolationSupport>;
   private readonly rejectReady: (e: Error) => void;
 
   constructor(private readonly onLost: () => void) {
-    this.worker = startWorker();
-    this.worker.unref();
+    // Held while it starts: whoever waits for `ready` must not see the loop run dry.
+    this.child = startProcess();
     let resolveReady!: (s: IsolationSupport) => void;
     let rejectReady!: (e: Error) => void;
     this.ready = new Promise((resolve, reject) => {
@@ -90,8 +100,10 @@ class SpawnThread {
       rejectReady = reject;
     });
     this.ready.catch(() => {}); // handled by each command that waits for it
-    this.worker.on("message", (m: FromThread) => {
+    this.child.on("message", (m: FromHelper) => {
       if (m.ev === "ready") {
+        this.started = true;
+        if (this.jobs.size === 0) this.unref();
         resolveReady(m.isolation);
         return;
       }
@@ -119,8 +131,10 @@ class SpawnThread {
       }
     });
     this.rejectReady = rejectReady;
-    this.worker.on("error", (e) => this.fail(e.message));
-    this.worker.on("exit", (code) => this.fail(`it exited with code ${code}`));
+    this.child.on("error", (e) => this.fail(e.message));
+    this.child.on("exit", (code, signal) =>
+      this.fail(signal ? `it was killed by ${signal}` : `it exited with code ${code}`),
+    );
   }
 
   private fail(why: string): void {
@@ -128,7 +142,7 @@ class SpawnThread {
     this.lost = why;
     this.onLost();
     this.rejectReady(new Error(why));
-    const message = `the thread that runs commands stopped: ${why}`;
+    const message = `the process that runs commands stopped: ${why}`;
     for (const [id, { events, namespaceFound }] of [...this.jobs]) {
       this.end(id);
       namespaceFound(null);
@@ -137,9 +151,9 @@ class SpawnThread {
   }
 
   start(request: JobRequest, events: JobEvents): Job {
-    // Never a lost thread: spawnThread() replaces one the moment it is lost.
+    // Never a lost helper: spawnHelper() replaces one the moment it is lost.
     const id = this.nextId++;
-    if (this.jobs.size === 0) this.worker.ref();
+    if (this.jobs.size === 0) this.ref();
     let namespaceFound!: (namespace: NamespaceIdentity | null) => void;
     const namespace = request.isolated
       ? new Promise<NamespaceIdentity | null>((resolve) => (namespaceFound = resolve))
@@ -153,57 +167,52 @@ class SpawnThread {
     };
   }
 
-  /** End the thread as a failure would: its jobs are settled as lost (fail()). */
-  async stop(why: string): Promise<void> {
-    this.fail(why);
-    await this.worker.terminate();
+  /** The helper and its channel hold the builder's event loop open only while it has work. */
+  private ref(): void {
+    this.child.ref();
+    this.child.channel?.ref();
+  }
+
+  private unref(): void {
+    this.child.unref();
+    this.child.channel?.unref();
   }
 
   private end(id: number): void {
-    if (this.jobs.delete(id) && this.jobs.size === 0) this.worker.unref();
+    if (this.jobs.delete(id) && this.jobs.size === 0 && this.started) this.unref();
   }
 
-  /** A job's resume() or cut() after the thread was lost goes nowhere: the job is over. */
-  private post(message: ToThread): void {
-    if (this.lost === null) this.worker.postMessage(message);
+  /** A job's resume() or cut() after the helper was lost goes nowhere: the job is over. */
+  private post(message: ToHelper): void {
+    if (this.lost === null && this.child.connected) this.child.send(message);
   }
 }
 
-let thread: SpawnThread | undefined;
+let helper: SpawnHelper | undefined;
 
-/** The spawn thread, started on first use and again after it failed. */
-export function spawnThread(): SpawnThread {
-  thread ??= new SpawnThread(() => {
-    thread = undefined;
+/** The spawn helper, started on first use and again after it failed. */
+export function spawnHelper(): SpawnHelper {
+  helper ??= new SpawnHelper(() => {
+    helper = undefined;
   });
-  return thread;
+  return helper;
 }
 
-/** Start the spawn thread now rather than on the first command (a builder starting up). */
-export function startSpawnThread(): void {
-  spawnThread().ready.catch(() => {}); // a failure is reported to the first command
+/** Start the spawn helper now rather than on the first command (a builder starting up). */
+export function startSpawnHelper(): void {
+  spawnHelper().ready.catch(() => {}); // a failure is reported to the first command
 }
 
-/**
- * Stop the spawn thread as if it had failed, saying why: what it ran is killed and
- * reported as not finished, and the next command starts a new thread. Nothing in the
- * builder stops it on purpose; this is how the lost-thread path is tested
- * (test/spawn-thread.test.ts), since no outside signal can end one thread alone.
- */
-export async function stopSpawnThread(why: string): Promise<void> {
-  await thread?.stop(why);
-}
-
-/** Whether PID namespaces work here, as the spawn thread found when it started. */
+/** Whether PID namespaces work here, as the spawn helper found when it started. */
 export async function isolationSupport(): Promise<IsolationSupport> {
-  return spawnThread().ready;
+  return spawnHelper().ready;
 }
 
 const NOT_ASKED: IsolationSupport = Object.freeze({ ok: false, detail: "no PID namespace asked" });
 
 /**
  * What commandLine() must know to isolate a command this way: without a PID namespace
- * nothing (it does not look), so such a command does not wait for the thread's probe.
+ * nothing (it does not look), so such a command does not wait for the helper's probe.
  */
 export function supportFor(isolation: Isolation | undefined): Promise<IsolationSupport> {
   return isolation?.pid === false ? Promise.resolve(NOT_ASKED) : isolationSupport();

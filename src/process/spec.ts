@@ -98,7 +98,7 @@ export interface CaptureResult extends RunResult {
 /**
  * What every command the runner spawns shares, whether its output streams or is
  * captured: its given environment only (never the daemon's), and the input if any. The
- * spawn thread adds the rest: no stdin otherwise, exit codes as results, and its own
+ * spawn helper adds the rest: no stdin otherwise, exit codes as results, and its own
  * process group (the fallback kill target, and unshare's group when isolated).
  */
 export function jobOptions(spec: Pick<RunSpec, "cwd" | "env" | "stdin">): JobOptions {

@@ -8,14 +8,14 @@
 // would writing to a slow disk. Nothing is dropped and the order is kept. A paused child
 // is still killed as usual; its output is read to the end once the sink takes it.
 //
-// The command is spawned, and its pipes read, on the spawn thread (spawner.ts); each
-// chunk comes here, and the thread reads that pipe on once the sink has taken it.
+// The command is spawned, and its pipes read, on the spawn helper (spawner.ts); each
+// chunk comes here, and the helper reads that pipe on once the sink has taken it.
 
 import type { BuildLogStream } from "../log/buildlog.js";
 import { commandLine } from "./isolation.js";
 import { killAlive } from "./pidns.js";
 import type { IsolationSupport } from "./spawn-messages.js";
-import { spawnThread, supportFor, type Job } from "./spawner.js";
+import { spawnHelper, supportFor, type Job } from "./spawner.js";
 import { jobOptions, type RunResult, type RunSpec, type RunningProcess } from "./spec.js";
 import { ProcessTree, startFailure } from "./tree.js";
 
@@ -71,7 +71,7 @@ export function startStreaming(spec: RunSpec): RunningProcess {
     return result;
   };
 
-  // Known once the spawn thread has spawned it (null: it never got that far).
+  // Known once the spawn helper has spawned it (null: it never got that far).
   let treeKnown!: (tree: ProcessTree | null) => void;
   const treePromise = new Promise<ProcessTree | null>((resolve) => (treeKnown = resolve));
   const done = new Promise<RunResult>((settle) => {
@@ -84,9 +84,9 @@ export function startStreaming(spec: RunSpec): RunningProcess {
       );
       if (fallback) guard(() => log.write(`[buildd] ${fallback}\n`));
       // Pipes whose last chunk the sink has not taken yet: the tree does not cut them
-      // meanwhile (tree.ts), and the thread reads them on only once it has.
+      // meanwhile (tree.ts), and the helper reads them on only once it has.
       const paused = new Set<1 | 2>();
-      const job: Job = spawnThread().start(
+      const job: Job = spawnHelper().start(
         { command, options: jobOptions(spec), kind: "stream", isolated },
         {
           spawned(pid) {
@@ -124,7 +124,7 @@ export function startStreaming(spec: RunSpec): RunningProcess {
             if (r.exitCode !== undefined || r.signal !== undefined) {
               settle(finish(tree ? tree.exitResult(r.exitCode, r.signal) : NOT_STARTED));
             } else if (r.lost && tree && tree.pid > 0) {
-              // It ran, but the spawn thread stopped under it: nothing will report its
+              // It ran, but the spawn helper stopped under it: nothing will report its
               // end, so it is killed, and done says it did not finish.
               const line = `${spec.argv[0]}: ${startFailure(r.message)}; killing what it started`;
               guard(() => log.write(`[buildd] ${line}\n`));
@@ -139,7 +139,7 @@ export function startStreaming(spec: RunSpec): RunningProcess {
         },
       );
     };
-    // A thread that cannot be started (or asked) fails this command, never the caller.
+    // A helper that cannot be started (or asked) fails this command, never the caller.
     Promise.resolve(spec.isolation)
       .then(supportFor)
       .then(run)

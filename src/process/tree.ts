@@ -1,4 +1,4 @@
-// One spawned command and everything it starts: spawned (by the spawn thread) into its own
+// One spawned command and everything it starts: spawned (by the spawn helper) into its own
 // process group, and killed by our own ladder (TERM the namespace → grace → KILL), which
 // execa 9 does not have — its kill(), timeout and cancelSignal signal the direct child
 // only. Isolated, that child is unshare, which blocks SIGTERM; killing it first would
@@ -6,9 +6,9 @@
 // grandchildren holding the pipes, and the command would never be settled: so once the
 // command exited, pipes still held after PIPE_GRACE_MS are cut.
 //
-// It all runs on the main thread, from /proc and kill(2); the spawn thread only reports
-// the exit (onExit), finds the namespace (spawn-thread.ts: polling /proc for it would
-// block the main thread) and cuts the pipes when told to.
+// It all runs in the builder, from /proc and kill(2); the spawn helper only reports
+// the exit (onExit), finds the namespace (spawn-helper.ts: polling /proc for it would
+// block the builder) and cuts the pipes when told to.
 
 import {
   isAlive,

@@ -1,7 +1,8 @@
-// The spawn thread (src/process/spawner.ts) starts every command and relays its output.
-// If it stops while commands run, nothing would ever report their end: each must be
-// killed, with everything it started, and reported as not finished, and the next command
-// must run on a new thread. Otherwise a build would stay BUILDING for ever.
+// The spawn helper (src/process/spawner.ts), a process of its own, starts every command
+// and relays its output. If it dies while commands run, nothing would ever report their
+// end: each must be killed, with everything it started, and reported as not finished,
+// and the next command must run through a new helper. Otherwise a build would stay
+// BUILDING for ever.
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import os from "node:os";
@@ -11,13 +12,31 @@ import { BuildLog } from "../src/log/buildlog.js";
 import { createScrubber } from "../src/log/scrub.js";
 import { isAlive } from "../src/process/pidns.js";
 import { processRunner } from "../src/process/runner.js";
-import { stopSpawnThread } from "../src/process/spawner.js";
 
-const dir = fs.mkdtempSync(path.join(os.tmpdir(), "buildd-spawn-thread-"));
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), "buildd-spawn-helper-"));
 after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 function freshLog(name: string): BuildLog {
   return BuildLog.create(path.join(dir, name), { maxBytes: 1 << 20, scrubber: createScrubber([]) });
+}
+
+/** The spawn helper: this process's child running spawn-helper.ts. */
+function helperPid(): number {
+  const children = fs
+    .readdirSync(`/proc/${process.pid}/task`)
+    .flatMap((tid) =>
+      fs.readFileSync(`/proc/${process.pid}/task/${tid}/children`, "utf8").split(" "),
+    )
+    .filter((p) => p !== "");
+  const helpers = children.filter((pid) => {
+    try {
+      return fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("spawn-helper");
+    } catch {
+      return false;
+    }
+  });
+  assert.equal(helpers.length, 1, `one spawn helper among ${children.join(", ")}`);
+  return Number(helpers[0]);
 }
 
 /** The pids of `sleep` processes whose argument is `marker` (a number no one else uses). */
@@ -45,7 +64,7 @@ async function until(cond: () => boolean, ms: number): Promise<boolean> {
   return true;
 }
 
-test("commands running when the spawn thread stops are killed and reported unfinished", async () => {
+test("commands running when the spawn helper dies are killed and reported unfinished", async () => {
   const streamMarker = `${600 + process.pid}`;
   const groupMarker = `${800 + process.pid}`;
   const captureMarker = `${700 + process.pid}`;
@@ -72,13 +91,14 @@ test("commands running when the spawn thread stops are killed and reported unfin
     "every sleep is running",
   );
 
-  await stopSpawnThread("stopped by the test");
+  const helper = helperPid();
+  process.kill(helper, "SIGKILL");
 
   assert.deepEqual(await step.done, { exitCode: null, signal: null }, "the step did not finish");
   assert.deepEqual(await groupStep.done, { exitCode: null, signal: null });
   const r = await captured;
   assert.equal(r.exitCode, null);
-  assert.match(r.error ?? "", /the thread that runs commands stopped: stopped by the test/);
+  assert.match(r.error ?? "", /the process that runs commands stopped: it was killed by SIGKILL/);
   assert.ok(
     await until(() => markers.every((m) => sleepers(m).length === 0), 5000),
     "nothing the commands started is left running",
@@ -87,11 +107,12 @@ test("commands running when the spawn thread stops are killed and reported unfin
   assert.match(text, /started\n/);
   assert.match(
     text,
-    /\[buildd\] sh: the thread that runs commands stopped: stopped by the test; killing what it started/,
+    /\[buildd\] sh: the process that runs commands stopped: it was killed by SIGKILL; killing what it started/,
   );
 
-  // The next command gets a thread of its own.
+  // The next command gets a new helper.
   const again = await processRunner.capture({ argv: ["echo", "again"] });
   assert.equal(again.error, null);
   assert.equal(again.stdout, "again\n");
+  assert.notEqual(helperPid(), helper);
 });

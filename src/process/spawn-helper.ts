@@ -1,60 +1,36 @@
-// The spawn thread: a worker thread that starts every command the builder runs, with
-// execa, and owns the commands' pipes. It exists because spawning blocks the thread
-// that does it: libuv forks and then waits on a pipe until the child has exec'd, which
-// on two busy cores was about 7 ms per command (docs/performance.md). On the main thread
-// that stalled every status() call behind every build step; here it stalls nothing the
-// builder answers with.
+// The spawn helper: a small Node process (forked by spawner.ts) that starts every
+// command the builder runs, with execa, and owns the commands' pipes. Spawning blocks
+// whoever does it (libuv forks, then waits until the child has exec'd: about 7 ms per
+// command on two busy cores), and a fork from the builder's own process made every page
+// the builder then wrote fault once (spawner.ts); here it costs the builder neither.
 //
-// The thread keeps no state beyond its running jobs and decides nothing: the main
-// thread says what to spawn (spawner.ts) and gets back the pid, the output, the exit and
-// the result. A pipe is paused after each chunk it relays until the main thread says the
-// chunk is in the log, so a full log holds the child back exactly as a full pipe would.
+// The helper keeps no state beyond its running jobs and decides nothing: the builder
+// says what to spawn and gets back the pid, the namespace, the output, the exit and the
+// result. A pipe is paused after each chunk it relays until the builder says the chunk
+// is in the log, so a full log holds the child back exactly as a full pipe would.
 //
-// The children's parent is this thread: `setpriv --pdeathsig` (isolation.ts) fires when
-// it ends, and if it ends while the builder lives, the main thread kills what it had
-// (spawner.ts), so a command never outlives the thread that could report on it.
+// It lives as long as the builder: when the builder's channel closes (the builder
+// exited, even by SIGKILL) it kills what it started and exits. It ignores SIGINT and
+// SIGTERM, which reach it with the builder's process group or service: the builder
+// decides when commands stop. `setpriv --pdeathsig` (isolation.ts) on each command is
+// the kernel's own backstop for a helper killed outright.
 
 import { existsSync } from "node:fs";
 import type { Readable } from "node:stream";
-import { parentPort } from "node:worker_threads";
 import { execa, type ResultPromise } from "execa";
 import { DEFAULT_PATH, defaultEnv } from "./environment.js";
 import { UNSHARE_FLAGS } from "./isolation.js";
 import { identifyNamespace, nsChildPid, pidNamespaceOf, type NamespaceIdentity } from "./pidns.js";
-import type { FromThread, IsolationSupport, Settled, ToThread } from "./spawn-messages.js";
+import type { FromHelper, IsolationSupport, Settled, ToHelper } from "./spawn-messages.js";
 
-const port = parentPort;
-if (!port) throw new Error("spawn-thread.ts runs as a worker thread (see spawner.ts)");
+if (!process.send) throw new Error("spawn-helper.ts runs as a child process (see spawner.ts)");
 
-const post = (message: FromThread): void => port.postMessage(message);
-
-/**
- * A chunk of output to the main thread, moved rather than copied when it has its memory
- * to itself (a pipe read does: Node gives each read its own ArrayBuffer). Copies leave
- * this thread's originals to a garbage collector with little else to do here: a
- * Buildbot step writing 46 MiB grew the builder's RSS by 39–51 MiB with copies, and by
- * 12–21 MiB with the chunks moved (test/buildbot-flow.test.ts, three runs each).
- */
-function postChunk(id: number, fd: 1 | 2, chunk: Buffer): void {
-  const message: FromThread = { ev: "data", id, fd, chunk };
-  const memory = chunk.buffer;
-  if (
-    !(memory instanceof ArrayBuffer) ||
-    chunk.byteOffset !== 0 ||
-    chunk.byteLength !== memory.byteLength
-  ) {
-    post(message);
-    return;
-  }
-  try {
-    port!.postMessage(message, [memory]);
-  } catch {
-    post(message); // untransferable (a pooled buffer): copied after all
-  }
-}
+const post = (message: FromHelper): void => {
+  if (process.connected) process.send!(message);
+};
 
 /**
- * Whether PID namespaces work here: `unshare … -- true`, once, as the thread starts. Not
+ * Whether PID namespaces work here: `unshare … -- true`, once, as the helper starts. Not
  * awaited before other work: a command that asks for no namespace (dpkg at start-up)
  * runs meanwhile.
  */
@@ -88,7 +64,7 @@ const OWN_NAMESPACE = pidNamespaceOf(process.pid);
 
 /**
  * The namespace whose PID 1 is unshare's child. It appears shortly after the spawn, so
- * /proc is polled (nsChildPid): here, where it blocks no one, not on the main thread,
+ * /proc is polled (nsChildPid): here, where it blocks no one, not in the builder,
  * where it took a few tenths of a millisecond of every build step. Read while PID 1
  * certainly exists, which is what lets the kill ladder tell it from a reused number.
  */
@@ -98,7 +74,7 @@ async function findNamespace(unsharePid: number): Promise<NamespaceIdentity | nu
   return id !== null && id.ns !== OWN_NAMESPACE ? id : null;
 }
 
-function start(m: Extract<ToThread, { op: "start" }>): void {
+function start(m: Extract<ToHelper, { op: "start" }>): void {
   const { id, command, options, kind } = m;
   let subprocess: ResultPromise;
   try {
@@ -141,7 +117,7 @@ function start(m: Extract<ToThread, { op: "start" }>): void {
       job.pipes[fd] = pipe;
       pipe.on("data", (chunk: Buffer) => {
         pipe.pause();
-        postChunk(id, fd, chunk);
+        post({ ev: "data", id, fd, chunk });
       });
     }
   }
@@ -180,7 +156,7 @@ function settle(
   void job.namespaceReported.then(() => post({ ev: "settled", id, result }));
 }
 
-port.on("message", (m: ToThread) => {
+process.on("message", (m: ToHelper) => {
   switch (m.op) {
     case "start":
       start(m);
@@ -196,5 +172,24 @@ port.on("message", (m: ToThread) => {
     }
   }
 });
+
+/** The builder is gone: nothing is left to report to, so nothing it started may go on. */
+function builderGone(): void {
+  for (const { subprocess } of jobs.values()) {
+    // Its process group: unshare when isolated, whose --kill-child then takes down the
+    // namespace; the command and what it started otherwise.
+    if (subprocess.pid !== undefined) {
+      try {
+        process.kill(-subprocess.pid, "SIGKILL");
+      } catch {
+        // gone already
+      }
+    }
+  }
+  process.exit(0);
+}
+
+process.on("disconnect", builderGone);
+for (const signal of ["SIGINT", "SIGTERM"] as const) process.on(signal, () => {});
 
 void probeIsolation().then((isolation) => post({ ev: "ready", isolation }));
