@@ -809,9 +809,12 @@ export function cpuSecondsOf(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_S;
 }
 
-/** CPU-seconds used by this process's children that have exited and been waited for. */
-export function childCpuSeconds(): number {
-  const stat = fs.readFileSync("/proc/self/stat", "utf8");
+/**
+ * CPU-seconds used by the children of a process (this one by default) that have exited
+ * and been waited for: the builder's commands are its spawn helper's children.
+ */
+export function childCpuSeconds(pid: number | "self" = "self"): number {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   return (Number(fields[13]) + Number(fields[14])) / TICKS_PER_S;
 }

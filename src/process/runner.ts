@@ -31,7 +31,7 @@ export type {
   RunSpec,
   RunningProcess,
 } from "./spec.js";
-export { isolationSupport, startSpawnHelper } from "./spawner.js";
+export { isolationSupport, spawnHelperPid, startSpawnHelper } from "./spawner.js";
 export type { IsolationSupport } from "./spawn-messages.js";
 export { killAlive } from "./pidns.js";
 

@@ -167,6 +167,11 @@ class SpawnHelper {
     };
   }
 
+  /** The helper's process id (its CPU and its commands' are accounted to it: bench/). */
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
   /** The helper and its channel hold the builder's event loop open only while it has work. */
   private ref(): void {
     this.child.ref();
@@ -201,6 +206,13 @@ export function spawnHelper(): SpawnHelper {
 /** Start the spawn helper now rather than on the first command (a builder starting up). */
 export function startSpawnHelper(): void {
   spawnHelper().ready.catch(() => {}); // a failure is reported to the first command
+}
+
+/** The running spawn helper's process id, once it has started (its commands' parent). */
+export async function spawnHelperPid(): Promise<number | undefined> {
+  const current = spawnHelper();
+  await current.ready;
+  return current.pid;
 }
 
 /** Whether PID namespaces work here, as the spawn helper found when it started. */
