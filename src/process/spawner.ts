@@ -6,10 +6,10 @@
 //
 // Why a process and not a thread of the builder: Node (libuv 1.46) spawns with fork(),
 // and a fork marks every writable page of the forking process copy-on-write, so that
-// afterwards each page the builder's main thread writes to faults once, whichever thread
-// forked. From a thread of the builder that was about 14,000 page faults on the main
-// thread per half second of a build of short steps; forked from the helper, they are the
-// helper's (docs/performance.md, "Spawning from a process of its own").
+// afterwards each page the builder writes to faults once, on whichever of its threads
+// writes it, whichever thread forked. Spawning from a thread of the builder, that was
+// about 14,000 page faults in the builder per half second of a build of short steps,
+// 100-300 with the helper (docs/performance.md, "Spawning from a process of its own").
 //
 // The helper keeps the builder alive only while a command runs (it is unref'd when idle).
 // If it fails, every job it had is settled as lost, saying why, and its holder kills
