@@ -8,7 +8,7 @@
 // would writing to a slow disk. Nothing is dropped and the order is kept. A paused child
 // is still killed as usual; its output is read to the end once the sink takes it.
 //
-// The command is spawned, and its pipes read, on the spawn helper (spawner.ts); each
+// The command is spawned, and its pipes read, by the spawn helper (spawner.ts); each
 // chunk comes here, and the helper reads that pipe on once the sink has taken it.
 
 import type { BuildLogStream } from "../log/buildlog.js";
