@@ -13,7 +13,7 @@ import {
   type TestBuilder,
 } from "./builder.js";
 import type { RpcClient } from "./client.js";
-import { fetchText, makeTarball, putInCache, waitForState } from "./fixtures.js";
+import { fetchText, makeTarball, putInCache, status, waitForState } from "./fixtures.js";
 import { startLibrarian, type Librarian } from "./librarian.js";
 
 /** The arguments of a `script` build: steps, artifacts, environment, timeout, … */
@@ -47,6 +47,19 @@ export async function runScriptBuild(
 /** clean(), which must answer IDLE. */
 export async function cleanBuilder(client: RpcClient): Promise<void> {
   assert.equal(await client.call("clean"), "BuilderStatus.IDLE");
+}
+
+/**
+ * Whatever a test left behind (a failure part-way leaves a build running or WAITING),
+ * bring the builder back to IDLE, so that one failing test does not fail the ones after.
+ */
+export async function returnToIdle(client: RpcClient): Promise<void> {
+  const state = (await status(client))["builder_status"];
+  if (state === "BuilderStatus.BUILDING") await client.call("abort");
+  if (state !== "BuilderStatus.IDLE") {
+    await waitForState(client, "WAITING");
+    await cleanBuilder(client);
+  }
 }
 
 /** The current build's log, from /filecache/buildlog (which must answer 200). */

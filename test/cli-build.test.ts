@@ -276,7 +276,7 @@ describe("buildd build script", () => {
     child.stderr.on("data", (c: Buffer) => (text += c.toString("utf8")));
     const exited = new Promise<number | null>((resolve) => child.on("close", resolve));
     await eventually("the step runs and its output is shown", () =>
-      text.includes("long-step-started"),
+      /^long-step-started$/m.test(text),
     );
     child.kill("SIGINT");
     assert.equal(await exited, 8, text);

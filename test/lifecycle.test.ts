@@ -5,11 +5,12 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
 import Database from "better-sqlite3";
-import { after, before, describe, test } from "node:test";
+import { after, afterEach, before, describe, test } from "node:test";
 import { startTestBuilder, type TestBuilder } from "../harness/builder.js";
 import {
   cleanBuilder,
   fetchBuildLog,
+  returnToIdle,
   runScriptBuild,
   startScenario,
   startScriptBuild,
@@ -47,6 +48,7 @@ describe("build lifecycle (script builds on the host)", () => {
     ({ builder: b, librarian: lib, tree } = scenario);
   });
   after(() => scenario.stop());
+  afterEach(() => returnToIdle(b.client));
 
   const script = (
     steps: { name: string; run: XmlRpcValue }[],
@@ -157,7 +159,7 @@ describe("build lifecycle (script builds on the host)", () => {
     );
     await eventually("its output in the tail", async () => {
       const s = await status(b.client);
-      return Buffer.isBuffer(s["logtail"]) && s["logtail"].toString().includes("started-waiting");
+      return Buffer.isBuffer(s["logtail"]) && /^started-waiting$/m.test(s["logtail"].toString());
     });
     const s = await status(b.client);
     assert.equal(s["builder_status"], "BuilderStatus.BUILDING");
@@ -177,8 +179,10 @@ describe("build lifecycle (script builds on the host)", () => {
       tree,
       script([{ name: "long", run: 'trap "" TERM; echo first-build-output; sleep 4245.1' }]),
     );
+    // The output on a line of its own: the RUN line echoes the command, so a bare
+    // substring would match before the shell has run its trap.
     await eventually("output", async () =>
-      (await fetchBuildLog(b.url)).includes("first-build-output"),
+      /^first-build-output$/m.test(await fetchBuildLog(b.url)),
     );
     const logBefore = await fetchBuildLog(b.url);
     await assert.rejects(
