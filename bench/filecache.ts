@@ -27,7 +27,7 @@ import {
   type FileServer,
 } from "./lib.js";
 
-const ROUNDS = 3;
+const ROUNDS = 5;
 const CLIENTS = [1, 4];
 
 /** Bytes curl received. */
