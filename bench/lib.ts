@@ -735,6 +735,56 @@ export async function startFileServer(root: string, report: Report): Promise<Fil
   }
 }
 
+// The reference: answers every POST with the fixed bytes for its method, after reading
+// the request body (as any server must). Nothing else.
+const BARE_SERVER = `
+const http = require("node:http");
+const status = Buffer.from(process.argv[1], "base64");
+const echo = Buffer.from(process.argv[2], "base64");
+const srv = http.createServer((req, res) => {
+  const chunks = [];
+  req.on("data", (c) => chunks.push(c));
+  req.on("end", () => {
+    const body = Buffer.concat(chunks).toString("latin1");
+    const out = body.includes("<methodName>status<") ? status : echo;
+    res.writeHead(200, { "content-type": "text/xml; charset=utf-8", "content-length": out.length });
+    res.end(out);
+  });
+});
+srv.keepAliveTimeout = 60000;
+srv.listen(0, "127.0.0.1", () => process.stdout.write(srv.address().port + "\\n"));
+`;
+
+export interface BareRpcServer {
+  readonly url: string;
+  readonly pid: number;
+  stop(): Promise<void>;
+}
+
+/**
+ * The bare node:http server in a process of its own, answering status() with `status`
+ * and any other call with `echo`: the limit for the RPC benchmarks, and in
+ * rpc-under-download a server that does nothing else, to tell what a download costs
+ * the machine from what it costs the builder.
+ */
+export async function startBareRpcServer(status: Buffer, echo: Buffer): Promise<BareRpcServer> {
+  const child = track(
+    spawn(
+      process.execPath,
+      ["-e", BARE_SERVER, status.toString("base64"), echo.toString("base64")],
+      {
+        stdio: ["ignore", "pipe", "inherit"],
+        detached: true,
+      },
+    ),
+    true,
+  );
+  const stop = (): Promise<void> => stopChild(child);
+  onCleanup("stop the bare server", stop);
+  const port = await firstLine(child);
+  return { url: `http://127.0.0.1:${port}`, pid: child.pid!, stop };
+}
+
 /** The first line a child writes to stdout (e.g. the port it listens on). */
 export function firstLine(child: ChildProcess, timeoutMs = 20_000): Promise<string> {
   return new Promise((resolve, reject) => {

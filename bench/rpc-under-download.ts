@@ -6,10 +6,17 @@
 // download, idle. status() is called one at a time on a keep-alive connection, paced
 // every PACE_MS, from the benchmark process; the builder and the file server run in
 // their own processes.
+//
+// Beside each call to the builder, the same call goes to the bare node:http server (a
+// process that does nothing else, answering the builder's bytes), idle and during the
+// download alike: on a machine the download keeps busy, its latency rises too, and the
+// difference between the two is what the download costs the builder's own event loop
+// (informational).
 
 import {
   atMost,
   atMostRatio,
+  type BareRpcServer,
   GiB,
   main,
   makeBigFile,
@@ -19,6 +26,7 @@ import {
   Report,
   RpcConn,
   sleep,
+  startBareRpcServer,
   startBuilder,
   startFileServer,
   STATUS_BODY,
@@ -29,20 +37,39 @@ const ROUNDS = 2;
 const IDLE_MS = 2000;
 const PACE_MS = 5;
 
-/** Call status() every PACE_MS until `until` resolves (or for `ms`); latencies in ms. */
-async function sampleStatus(conn: RpcConn, stop: Promise<unknown> | number): Promise<number[]> {
-  const out: number[] = [];
+interface Samples {
+  readonly ours: number[];
+  readonly bare: number[];
+}
+
+/**
+ * Call status() on the builder, then on the bare server, every PACE_MS until `stop`
+ * resolves (or for `stop` ms); latencies in ms.
+ */
+async function sampleStatus(
+  conn: RpcConn,
+  bare: RpcConn,
+  stop: Promise<unknown> | number,
+): Promise<Samples> {
+  const out: Samples = { ours: [], bare: [] };
   let done = false;
   const end = typeof stop === "number" ? Date.now() + stop : Infinity;
   if (typeof stop !== "number") void stop.finally(() => (done = true));
   while (!done && Date.now() < end) {
     const t0 = performance.now();
     await conn.post(STATUS_BODY);
-    const ms = performance.now() - t0;
-    out.push(ms);
-    await sleep(Math.max(0, PACE_MS - ms));
+    const t1 = performance.now();
+    await bare.post(STATUS_BODY);
+    out.ours.push(t1 - t0);
+    out.bare.push(performance.now() - t1);
+    await sleep(Math.max(0, PACE_MS - (t1 - t0)));
   }
   return out;
+}
+
+function add(to: Samples, from: Samples): void {
+  to.ours.push(...from.ours);
+  to.bare.push(...from.bare);
 }
 
 await main("rpc-under-download", async () => {
@@ -52,34 +79,45 @@ await main("rpc-under-download", async () => {
   const server = await startFileServer(dir, report);
   try {
     const url = `${server.url}/big.bin`;
-    const idle: number[] = [];
-    const during: number[] = [];
+    const idleSamples: Samples = { ours: [], bare: [] };
+    const duringSamples: Samples = { ours: [], bare: [] };
     const downloads: number[] = [];
-    for (let round = 0; round < ROUNDS; round++) {
-      const builder = await startBuilder({
-        download: { max_size: "2G", total_timeout: 600 },
-        cache: { max_size: "10G", min_free: "1G" },
-      });
-      try {
-        const conn = new RpcConn(builder.url);
-        const fetcher = new RpcConn(builder.url);
-        await sampleStatus(conn, 300); // warm-up, not counted
-        idle.push(...(await sampleStatus(conn, IDLE_MS)));
-        const t0 = performance.now();
-        const download = fetcher.call("ensurepresent", file.sha1, url, "", "");
-        during.push(...(await sampleStatus(conn, download)));
-        const result = await download;
-        downloads.push(performance.now() - t0);
-        if (JSON.stringify(result) !== JSON.stringify([true, "Download"])) {
-          throw new Error(`ensurepresent answered ${JSON.stringify(result)}`);
+    let bareServer: BareRpcServer | null = null;
+    try {
+      for (let round = 0; round < ROUNDS; round++) {
+        const builder = await startBuilder({
+          download: { max_size: "2G", total_timeout: 600 },
+          cache: { max_size: "10G", min_free: "1G" },
+        });
+        try {
+          const conn = new RpcConn(builder.url);
+          const fetcher = new RpcConn(builder.url);
+          // The bare server answers with the builder's own bytes for an idle status().
+          bareServer ??= await startBareRpcServer(await conn.post(STATUS_BODY), Buffer.alloc(0));
+          const bare = new RpcConn(bareServer.url);
+          await sampleStatus(conn, bare, 300); // warm-up, not counted
+          add(idleSamples, await sampleStatus(conn, bare, IDLE_MS));
+          const t0 = performance.now();
+          const download = fetcher.call("ensurepresent", file.sha1, url, "", "");
+          add(duringSamples, await sampleStatus(conn, bare, download));
+          const result = await download;
+          downloads.push(performance.now() - t0);
+          if (JSON.stringify(result) !== JSON.stringify([true, "Download"])) {
+            throw new Error(`ensurepresent answered ${JSON.stringify(result)}`);
+          }
+          add(idleSamples, await sampleStatus(conn, bare, IDLE_MS));
+          conn.close();
+          fetcher.close();
+          bare.close();
+        } finally {
+          await builder.stop();
         }
-        idle.push(...(await sampleStatus(conn, IDLE_MS)));
-        conn.close();
-        fetcher.close();
-      } finally {
-        await builder.stop();
       }
+    } finally {
+      await bareServer?.stop();
     }
+    const idle = idleSamples.ours;
+    const during = duringSamples.ours;
     const ref = "idle (no download)";
     const p99 = percentile(during, 99);
     const idleP99 = percentile(idle, 99);
@@ -106,6 +144,14 @@ await main("rpc-under-download", async () => {
       ref: { name: ref, value: max(idle) },
       target: atMost(worst, 20, "ms"),
       samples: during.length,
+    });
+    const bareP99 = percentile(duringSamples.bare, 99);
+    report.add({
+      name: "bare_server.status.p99",
+      value: bareP99,
+      unit: "ms",
+      ref: { name: "the bare server idle", value: percentile(idleSamples.bare, 99) },
+      samples: duringSamples.bare.length,
     });
     const mbps = downloads.map((ms) => file.size / MB / (ms / 1000));
     report.note(

@@ -23,16 +23,14 @@ import {
   atMost,
   atMostRatio,
   cpuSecondsOf,
-  firstLine,
   loadAverage,
   main,
   median,
-  onCleanup,
   percentile,
   Report,
   RpcConn,
+  startBareRpcServer,
   startBuilder,
-  stopChild,
   tempDir,
   track,
 } from "./lib.js";
@@ -41,26 +39,6 @@ const DURATION_S = Number(process.env["BENCH_RPC_DURATION"] ?? 4);
 /** Runs of each server for the figures that have a target (status at c=16 and c=64). */
 const TARGET_ROUNDS = 3;
 const CONCURRENCIES = [1, 16, 64];
-
-// The reference: answers every POST with the fixed bytes for its method, after reading
-// the request body (as any server must). Nothing else.
-const BARE_SERVER = `
-const http = require("node:http");
-const status = Buffer.from(process.argv[1], "base64");
-const echo = Buffer.from(process.argv[2], "base64");
-const srv = http.createServer((req, res) => {
-  const chunks = [];
-  req.on("data", (c) => chunks.push(c));
-  req.on("end", () => {
-    const body = Buffer.concat(chunks).toString("latin1");
-    const out = body.includes("<methodName>status<") ? status : echo;
-    res.writeHead(200, { "content-type": "text/xml; charset=utf-8", "content-length": out.length });
-    res.end(out);
-  });
-});
-srv.keepAliveTimeout = 60000;
-srv.listen(0, "127.0.0.1", () => process.stdout.write(srv.address().port + "\\n"));
-`;
 
 /** Each measure's median over several runs (the counts summed). */
 function medianRun(runs: readonly LoadResult[]): LoadResult {
@@ -207,16 +185,8 @@ await main("rpc", async () => {
   const statusOut = await conn.post(bodies.status);
   const echoOut = await conn.post(bodies.echo);
   conn.close();
-  const bare = track(
-    spawn(
-      process.execPath,
-      ["-e", BARE_SERVER, statusOut.toString("base64"), echoOut.toString("base64")],
-      { stdio: ["ignore", "pipe", "inherit"], detached: true },
-    ),
-    true,
-  );
-  onCleanup("stop the bare server", () => stopChild(bare));
-  const bareUrl = `http://127.0.0.1:${await firstLine(bare)}`;
+  const bare = await startBareRpcServer(statusOut, echoOut);
+  const bareUrl = bare.url;
   try {
     const check = new RpcConn(bareUrl);
     if (!(await check.post(bodies.status)).equals(statusOut)) {
@@ -224,7 +194,7 @@ await main("rpc", async () => {
     }
     check.close();
 
-    const barePid = bare.pid!;
+    const barePid = bare.pid;
     // Warm both up (JIT, connection setup) before anything counts.
     await load(builder.url, null, bodies.status, 16, 1);
     await load(bareUrl, null, bodies.status, 16, 1);
@@ -349,7 +319,7 @@ await main("rpc", async () => {
     );
     console.log(`  -> ${report.write({ durationSeconds: DURATION_S, raw })}`);
   } finally {
-    await stopChild(bare);
+    await bare.stop();
     await builder.stop();
   }
 });
