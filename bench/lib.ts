@@ -764,8 +764,8 @@ export interface BareRpcServer {
 /**
  * The bare node:http server in a process of its own, answering status() with `status`
  * and any other call with `echo`: the limit for the RPC benchmarks, and in
- * rpc-under-download a server that does nothing else, to tell what a download costs
- * the machine from what it costs the builder.
+ * rpc-under-download and journal a server that does nothing else, to tell what a
+ * download or a build costs the machine from what it costs the builder.
  */
 export async function startBareRpcServer(status: Buffer, echo: Buffer): Promise<BareRpcServer> {
   const child = track(
