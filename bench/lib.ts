@@ -707,16 +707,9 @@ srv.listen(0, "127.0.0.1", () => process.stdout.write(srv.address().port + "\\n"
 `;
 
 export async function startNodeFileServer(root: string): Promise<FileServer> {
-  const child = track(
-    spawn(process.execPath, ["-e", NODE_FILE_SERVER, root], {
-      stdio: ["ignore", "pipe", "inherit"],
-      detached: true,
-    }),
-    true,
-  );
-  const stop = (): Promise<void> => stopChild(child);
-  onCleanup("stop the node:http file server", stop);
-  const port = await firstLine(child);
+  const { child, port, stop } = await startScriptServer("node:http file server", NODE_FILE_SERVER, [
+    root,
+  ]);
   return {
     kind: "node:http",
     url: `http://127.0.0.1:${port}`,
@@ -768,21 +761,32 @@ export interface BareRpcServer {
  * download or a build costs the machine from what it costs the builder.
  */
 export async function startBareRpcServer(status: Buffer, echo: Buffer): Promise<BareRpcServer> {
+  const { child, port, stop } = await startScriptServer("bare server", BARE_SERVER, [
+    status.toString("base64"),
+    echo.toString("base64"),
+  ]);
+  return { url: `http://127.0.0.1:${port}`, pid: child.pid!, stop };
+}
+
+/**
+ * `node -e script args…` in a process group of its own, stopped at the latest when the
+ * benchmark ends; resolves once it has written the port it listens on.
+ */
+async function startScriptServer(
+  name: string,
+  script: string,
+  args: readonly string[],
+): Promise<{ child: ChildProcess; port: string; stop: () => Promise<void> }> {
   const child = track(
-    spawn(
-      process.execPath,
-      ["-e", BARE_SERVER, status.toString("base64"), echo.toString("base64")],
-      {
-        stdio: ["ignore", "pipe", "inherit"],
-        detached: true,
-      },
-    ),
+    spawn(process.execPath, ["-e", script, ...args], {
+      stdio: ["ignore", "pipe", "inherit"],
+      detached: true,
+    }),
     true,
   );
   const stop = (): Promise<void> => stopChild(child);
-  onCleanup("stop the bare server", stop);
-  const port = await firstLine(child);
-  return { url: `http://127.0.0.1:${port}`, pid: child.pid!, stop };
+  onCleanup(`stop the ${name}`, stop);
+  return { child, port: await firstLine(child), stop };
 }
 
 /** The first line a child writes to stdout (e.g. the port it listens on). */

@@ -2,7 +2,7 @@
 // from a local file server, against the same status() calls with no download running.
 // Targets: p99 ≤ 2× idle; worst ≤ 20 ms.
 //
-// Each round starts a fresh builder (so the file is not cached yet) and measures: idle,
+// Each download has a fresh builder (so the file is not cached yet) and measures: idle,
 // download, idle. status() is called one at a time on a keep-alive connection, paced
 // every PACE_MS, from the benchmark process; the builder and the file server run in
 // their own processes.
